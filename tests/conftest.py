@@ -1,0 +1,66 @@
+"""Shared fixtures: real data from ``../shared/data`` (via ``$ZOO_DATA``) and a per-session cache."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+MINI_ARCHIVE = REPO / "zoo" / "data" / "assets" / "cifar10-mini.tar.gz"
+
+# Tests, CI and benchmarks read the shared data; subprocesses inherit these variables.
+os.environ.setdefault("ZOO_DATA", str(SHARED_DATA))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decoded-array caches go to a fresh folder per session, never into the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("zoo-cache")
+    previous = os.environ.get("ZOO_CACHE")
+    os.environ["ZOO_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("ZOO_CACHE", None)
+    else:
+        os.environ["ZOO_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder; tests that need the full data sets skip when it is absent."""
+    if not (SHARED_DATA / "cifar10-jpeg.tar.gz").is_file():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root."""
+    return REPO
+
+
+def extract_image_tree(target: Path, per_class: int, splits: tuple[str, ...] = ("train", "test")) -> Path:
+    """Extract ``per_class`` real CIFAR-10 JPEGs per class and split from the mini archive into ``target``."""
+    taken: dict[tuple[str, str], int] = {}
+    with tarfile.open(MINI_ARCHIVE) as archive:
+        for member in archive.getmembers():
+            split, cls, name = Path(member.name).parts
+            if split in splits and taken.get((split, cls), 0) < per_class:
+                taken[split, cls] = taken.get((split, cls), 0) + 1
+                out = target / split / cls / name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(archive.extractfile(member).read())
+    return target
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Path:
+    """A tiny real ImageFolder tree: 8 train and 4 test CIFAR-10 images per class."""
+    root = tmp_path / "tree"
+    extract_image_tree(root, per_class=8, splits=("train",))
+    extract_image_tree(root, per_class=4, splits=("test",))
+    return root
