@@ -1,0 +1,10 @@
+"""Lightning data modules and the dataset readers they use.
+
+Every data module reads under ``root``, defaulting to ``$ZOO_DATA`` and then ``~/.cache/zoo``, and writes
+derived files only under ``$ZOO_CACHE`` (default ``~/.cache/zoo``); see :mod:`zoo.data.paths`.
+"""
+
+from zoo.data.paths import cache_dir, data_root
+from zoo.data.vision import CIFAR10DataModule, ImageFolderDataModule, VisionDataModule
+
+__all__ = ["CIFAR10DataModule", "ImageFolderDataModule", "VisionDataModule", "cache_dir", "data_root"]

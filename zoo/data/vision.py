@@ -1,0 +1,388 @@
+"""Image classification data modules: CIFAR-10 and any class-per-folder dataset.
+
+Both give standard augmentation, a seeded validation split carved from the training set when the data has
+none, and loaders whose workers, pinned memory and persistence are chosen for the machine. They expose what
+only the data knows (``num_classes``, ``in_chans``, ``class_names``, ``mean``, ``std``, ``image_size``) so
+the CLI can link it into the model and export can record the preprocessing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from zoo.data.image_arrays import IMAGE_EXTENSIONS, ImageArrays, load_split_arrays
+from zoo.data.paths import cache_dir, data_root
+
+__all__ = ["ArrayImageDataset", "CIFAR10DataModule", "ImageFolderDataModule", "VisionDataModule"]
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
+CIFAR10_MINI_ARCHIVE = "cifar10-mini.tar.gz"
+
+
+class ArrayImageDataset(Dataset):
+    """Images held in memory as a uint8 array.
+
+    Args:
+        images: ``(N, H, W, C)`` uint8.
+        labels: ``(N,)`` integer class indices.
+        transform: Applied to each ``(C, H, W)`` uint8 tensor; returns the model input.
+
+    Returns (per item):
+        ``(image, label)``: the transformed ``(C, H', W')`` tensor and an int64 scalar tensor.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable[[torch.Tensor], torch.Tensor]):
+        self.images = images
+        self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(self.images[index]).permute(2, 0, 1)
+        return self.transform(image), self.labels[index]
+
+
+class VisionDataModule(L.LightningDataModule):
+    """Loader settings and the validation split shared by the image data modules.
+
+    Args:
+        batch_size: Training batch size per device.
+        eval_batch_size: Validation/test batch size per device; defaults to twice ``batch_size``.
+        val_split: Share (``0 < x < 1``) or number (``>= 1``) of training images held out for validation
+            when the data has no validation split.
+        num_workers: Loader worker processes per device; ``None`` picks one fewer than the CPU cores
+            available to each device (at most 8).
+        pin_memory: Page-locked host batches; ``None`` means "when CUDA is available".
+        seed: Seed of the validation split, independent of the training seed.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_split: float = 0.1,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if val_split < 0:
+            raise ValueError(f"val_split must be >= 0 (a share below 1 or a count), got {val_split}")
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.val_split = val_split
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.seed = seed
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    # What the model and export need to know; subclasses set these in __init__.
+    num_classes: int
+    in_chans: int
+    image_size: int
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def has_test_data(self) -> bool:
+        """Whether the data has a test split (``zoo fit`` tests after training only then)."""
+        return self.test_set is not None
+
+    def _split_indices(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Seeded ``(train, val)`` index split of ``n`` training images."""
+        n_val = round(self.val_split * n) if self.val_split < 1 else int(self.val_split)
+        if not 0 < n_val < n:
+            raise ValueError(f"val_split={self.val_split} leaves {n - n_val} of {n} images for training")
+        order = np.random.default_rng(self.seed).permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    def _workers(self) -> int:
+        if self.num_workers is not None:
+            return self.num_workers
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        devices = self.trainer.num_devices if self.trainer is not None else 1
+        return max(0, min(8, cpus // max(devices, 1) - 1))
+
+    def _loader(self, dataset: Dataset | None, stage: str, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}: no {stage} data (no such split, or setup() has not run)")
+        workers = self._workers()
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train and len(dataset) > self.batch_size,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self.train_set, "train", train=True)
+
+    def val_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self.val_set, "validation", train=False)
+
+    def test_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self.test_set, "test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self.test_set, "predict", train=False)
+
+
+class CIFAR10DataModule(VisionDataModule):
+    """CIFAR-10 from an archive, a folder tree, torchvision's files, or the copy zoo ships.
+
+    Under ``root`` (default ``$ZOO_DATA``, else ``~/.cache/zoo``), the first of these that exists is read:
+
+    1. ``cifar10-jpeg.tar.gz``: ``train/<class>/<image>`` and ``test/<class>/<image>`` in an archive
+       (``root`` may also be the archive itself);
+    2. ``cifar10/train`` and ``cifar10/test`` as class-per-folder trees (or ``root/train``, ``root/test``);
+    3. torchvision's ``cifar-10-batches-py``.
+
+    The images are decoded once and cached as uint8 arrays under ``$ZOO_CACHE``. With ``download=True`` and
+    none of the above present, torchvision downloads CIFAR-10 into the cache in ``prepare_data``.
+    ``variant="mini"`` reads instead the 12,000-image subset packaged with zoo (1,000 training and 200 test
+    images per class, cut from the JPEG archive) so the quickstart needs no data of its own.
+
+    Args:
+        root: Folder to look in, or the path of the archive.
+        variant: ``"full"`` (50,000 training / 10,000 test images) or ``"mini"``.
+        download: Download with torchvision when the data is not found.
+        augment: Random crop (4 pixels, reflect padding) and horizontal flip for training.
+        **loader_args: See :class:`VisionDataModule` (``batch_size``, ``val_split``, ``num_workers``, ...).
+
+    Batches:
+        ``(images, labels)``: ``(B, 3, 32, 32)`` float32 normalised with the CIFAR-10 mean and std, and
+        ``(B,)`` int64.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        variant: Literal["full", "mini"] = "full",
+        download: bool = False,
+        augment: bool = True,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_split: float = 0.1,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed)
+        if variant not in ("full", "mini"):
+            raise ValueError(f"variant must be 'full' or 'mini', got {variant!r}")
+        self.root = root
+        self.variant = variant
+        self.download = download
+        self.augment = augment
+        self.num_classes = 10
+        self.in_chans = 3
+        self.image_size = 32
+        self.mean, self.std = CIFAR10_MEAN, CIFAR10_STD
+        self.class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+    def _torchvision_dir(self) -> Path:
+        return cache_dir("torchvision")
+
+    def _find_source(self) -> Path | None:
+        if self.variant == "mini":
+            return Path(__file__).with_name("assets") / CIFAR10_MINI_ARCHIVE
+        root = data_root(self.root)
+        for candidate in (root, root / CIFAR10_ARCHIVE):
+            if candidate.is_file():
+                return candidate
+        for tree in (root / "cifar10", root):
+            if (tree / "train").is_dir() and (tree / "test").is_dir():
+                return tree
+        for folder in (root, self._torchvision_dir()):
+            if (folder / "cifar-10-batches-py").is_dir():
+                return folder / "cifar-10-batches-py"
+        return None
+
+    def prepare_data(self) -> None:
+        """Download (if asked and needed) and decode into the cache; runs on one process per node."""
+        source = self._find_source()
+        if source is None and self.download:
+            datasets.CIFAR10(self._torchvision_dir(), train=True, download=True)
+            datasets.CIFAR10(self._torchvision_dir(), train=False, download=True)
+            source = self._find_source()
+        self._read(source)
+
+    def _read(self, source: Path | None) -> dict[str, ImageArrays]:
+        if source is None:
+            root = data_root(self.root)
+            raise FileNotFoundError(
+                f"CIFAR-10 not found under {root}: looked for {root / CIFAR10_ARCHIVE}, {root / 'cifar10'}/"
+                f"{{train,test}}, {root}/{{train,test}} and {root / 'cifar-10-batches-py'}. Set root (or $ZOO_DATA) "
+                "to the folder that holds one of them, or pass download=True."
+            )
+        if source.name == "cifar-10-batches-py":
+            return {
+                split: ImageArrays(np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64), tuple(ds.classes))
+                for split, ds in (
+                    ("train", datasets.CIFAR10(source.parent, train=True)),
+                    ("test", datasets.CIFAR10(source.parent, train=False)),
+                )
+            }
+        return load_split_arrays(source, ("train", "test"), channels=self.in_chans)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the cached arrays and build the train/val/test datasets."""
+        arrays = self._read(self._find_source())
+        train, test = arrays["train"], arrays["test"]
+        if train.images.shape[1:] != (32, 32, 3):
+            raise ValueError(f"CIFAR-10 images must be 32x32x3, got {train.images.shape[1:]}")
+        self.class_names = train.classes
+        normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        augment = [v2.RandomCrop(32, padding=4, padding_mode="reflect"), v2.RandomHorizontalFlip()]
+        train_tf = v2.Compose([*augment, *normalize] if self.augment else normalize)
+        eval_tf = v2.Compose(normalize)
+        train_idx, val_idx = self._split_indices(len(train))
+        self.train_set = ArrayImageDataset(train.images[train_idx], train.labels[train_idx], train_tf)
+        self.val_set = ArrayImageDataset(train.images[val_idx], train.labels[val_idx], eval_tf)
+        self.test_set = ArrayImageDataset(test.images, test.labels, eval_tf)
+
+
+class ImageFolderDataModule(VisionDataModule):
+    """Any class-per-folder dataset (``<split>/<class>/<image>``), read lazily from disk.
+
+    ``root`` holds a ``train`` folder and optionally ``val`` and ``test`` folders with the same classes.
+    Without ``val``, a seeded share of ``train`` is held out for validation. Images are decoded per sample
+    and converted to RGB (or greyscale when ``in_chans=1``), as torchvision's ``ImageFolder`` does.
+
+    Training augmentation is timm's ImageNet default: a random resized crop and a horizontal flip.
+    Evaluation resizes the short side to ``image_size / crop_pct`` and centre-crops ``image_size``.
+
+    Args:
+        root: The dataset folder (default ``$ZOO_DATA``, else ``~/.cache/zoo``).
+        image_size: Side of the square model input.
+        in_chans: 3 for RGB, 1 for greyscale.
+        crop_pct: Share of the evaluation image kept by the centre crop.
+        mean: Per-channel mean for normalisation (ImageNet's by default).
+        std: Per-channel std for normalisation.
+        augment: Random resized crop and flip for training; off gives the evaluation transform.
+        train_dir: Name of the training folder under ``root``.
+        val_dir: Name of the validation folder, used when it exists.
+        test_dir: Name of the test folder, used when it exists.
+        **loader_args: See :class:`VisionDataModule`.
+
+    Batches:
+        ``(images, labels)``: ``(B, in_chans, image_size, image_size)`` float32 and ``(B,)`` int64.
+
+    Raises:
+        FileNotFoundError: If ``root/train_dir`` is missing, has no class folders, or a class holds no image.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int = 224,
+        in_chans: Literal[1, 3] = 3,
+        crop_pct: float = 0.875,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: bool = True,
+        train_dir: str = "train",
+        val_dir: str = "val",
+        test_dir: str = "test",
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        val_split: float = 0.1,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed)
+        if in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 (greyscale) or 3 (RGB), got {in_chans}")
+        self.root = data_root(root)
+        self.in_chans = in_chans
+        self.image_size = image_size
+        self.crop_pct = crop_pct
+        self.mean = tuple(mean) if mean is not None else (IMAGENET_MEAN if in_chans == 3 else (0.5,))
+        self.std = tuple(std) if std is not None else (IMAGENET_STD if in_chans == 3 else (0.5,))
+        if len(self.mean) != in_chans or len(self.std) != in_chans:
+            raise ValueError(f"mean and std need {in_chans} values each, got {self.mean} and {self.std}")
+        self.augment = augment
+        self.split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
+        self.class_names = _class_folders(self.root / train_dir)
+        self.num_classes = len(self.class_names)
+
+    def _dataset(self, split: str, transform: Callable) -> datasets.ImageFolder | None:
+        folder = self.root / self.split_dirs[split]
+        if split != "train" and not folder.is_dir():
+            return None
+        classes = _class_folders(folder)
+        if classes != self.class_names:
+            diff = sorted(set(classes) ^ set(self.class_names))
+            raise ValueError(f"{folder}: classes differ from {self.root / self.split_dirs['train']}: {diff}")
+        loader = partial(_load_image, mode="RGB" if self.in_chans == 3 else "L")
+        return datasets.ImageFolder(str(folder), transform=transform, loader=loader)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index the image files and build the datasets (nothing is decoded here)."""
+        normalize = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        eval_tf = v2.Compose(
+            [v2.Resize(int(self.image_size / self.crop_pct)), v2.CenterCrop(self.image_size), *normalize]
+        )
+        train_tf = v2.Compose(
+            [v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), *normalize]
+            if self.augment
+            else eval_tf.transforms
+        )
+        train = self._dataset("train", train_tf)
+        assert train is not None
+        self.val_set = self._dataset("val", eval_tf)
+        if self.val_set is None:
+            train_idx, val_idx = self._split_indices(len(train))
+            held_out = self._dataset("train", eval_tf)
+            self.train_set, self.val_set = Subset(train, train_idx.tolist()), Subset(held_out, val_idx.tolist())
+        else:
+            self.train_set = train
+        self.test_set = self._dataset("test", eval_tf)
+
+
+def _class_folders(folder: Path) -> tuple[str, ...]:
+    """Sorted class folder names under ``folder``, checking each holds at least one image."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} does not exist")
+    classes = tuple(sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()))
+    if not classes:
+        raise FileNotFoundError(f"data folder {folder} has no class folders (expected {folder}/<class>/<image>)")
+    for cls in classes:
+        with os.scandir(folder / cls) as entries:
+            if not any(Path(e.name).suffix.lower() in IMAGE_EXTENSIONS for e in entries):
+                raise FileNotFoundError(f"class folder {folder / cls} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
+    return classes
+
+
+def _load_image(path: str, mode: str) -> Image.Image:
+    with Image.open(path) as img:
+        return img.convert(mode)
