@@ -1,0 +1,211 @@
+"""Classification tasks: a thin LightningModule around any image backbone."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from zoo.optim import build_lr_scheduler, param_groups_weight_decay
+from zoo.registry import create_model, model_info
+
+__all__ = ["ImageClassifier"]
+
+
+class ImageClassifier(L.LightningModule):
+    """Train and evaluate an image classification backbone.
+
+    The module holds step logic and ``configure_optimizers`` only; the network is injected, either as a
+    registry name (``"resnet18_cifar"``, ``"timm/convnext_atto"``) or as an ``nn.Module``.
+
+    Contract for callbacks (EMA, mixup): the network is ``self.backbone``, and the loss accepts either class
+    indices ``(B,)`` or class probabilities ``(B, num_classes)`` (``supports_soft_targets``). Metrics are
+    always computed on hard labels: for probability targets, the most likely class.
+
+    Logged metrics: ``train/loss``, ``train/acc1``; ``val/loss``, ``val/acc1``, ``val/acc5``; the same under
+    ``test/``. Top-5 accuracy is logged only when there are more than 5 classes.
+
+    Args:
+        backbone: Registry name or module. A module keeps its own head; its ``num_classes`` must match.
+        num_classes: Output classes. Defaults to the registry default for a name, or to the module's
+            ``num_classes``. Recipes get it linked from the data module.
+        in_chans: Input channels, linked from the data module like ``num_classes``.
+        backbone_kwargs: Extra builder arguments for a registry name (``drop_path_rate``, ...).
+        label_smoothing: Label smoothing of the cross-entropy loss, in ``[0, 1)``.
+        optimizer: ``params -> Optimizer``. Norm weights and biases are put in a group without weight decay
+            (:func:`zoo.optim.param_groups_weight_decay`).
+        lr_scheduler: ``optimizer -> LRScheduler``; ``total_steps`` is filled from the trainer when unset.
+        lr_scheduler_interval: Step the scheduler every optimiser ``"step"`` or every ``"epoch"``.
+        compile: Compile the backbone with ``torch.compile`` (in place, so checkpoint keys do not change).
+        channels_last: Use the channels-last memory format, faster for convolutions on tensor cores.
+
+    Shapes:
+        ``forward``: ``(B, in_chans, H, W)`` -> logits ``(B, num_classes)``.
+    """
+
+    supports_soft_targets = True
+    default_monitor = ("val/acc1", "max")
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "resnet18_cifar",
+        num_classes: int | None = None,
+        in_chans: int = 3,
+        backbone_kwargs: dict[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["step", "epoch"] = "step",
+        compile: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if lr_scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
+        ignore = ["optimizer", "lr_scheduler"] + (["backbone"] if isinstance(backbone, nn.Module) else [])
+        self.save_hyperparameters(ignore=ignore)
+        self.backbone_name = backbone if isinstance(backbone, str) else type(backbone).__name__
+        self.backbone, self.num_classes = _resolve_backbone(backbone, num_classes, in_chans, backbone_kwargs)
+        self.in_chans = in_chans
+        self.label_smoothing = label_smoothing
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.lr_scheduler_interval = lr_scheduler_interval
+        self.compile_backbone = compile
+        self.channels_last = channels_last
+        self._configured = False
+        top_k = {"acc1": 1, "acc5": 5} if self.num_classes > 5 else {"acc1": 1}
+        eval_metrics = MetricCollection(
+            {name: MulticlassAccuracy(self.num_classes, top_k=k, average="micro") for name, k in top_k.items()}
+        )
+        self.train_metrics = MetricCollection(
+            {"acc1": MulticlassAccuracy(self.num_classes, average="micro")}, prefix="train/"
+        )
+        self.val_metrics = eval_metrics.clone(prefix="val/")
+        self.test_metrics = eval_metrics.clone(prefix="test/")
+
+    def configure_model(self) -> None:
+        """Apply channels-last and compilation once, on the device the trainer chose."""
+        if self._configured:
+            return
+        self._configured = True
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if self.compile_backbone:
+            self.backbone.compile()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, in_chans, H, W)`` float images -> ``(B, num_classes)`` logits."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.backbone(images)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy with label smoothing; ``targets`` are ``(B,)`` indices or ``(B, C)`` probabilities."""
+        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+
+    def _check_batch(self, images: torch.Tensor, targets: torch.Tensor, batch_idx: int) -> None:
+        """Reject malformed batches with a message that names the problem.
+
+        Shapes are always checked. Label ranges are checked on every CPU batch, and on the first batch of
+        each epoch on an accelerator, where reading a value back would stall the device on every step.
+        """
+        if images.ndim != 4 or images.shape[1] != self.in_chans:
+            raise ValueError(
+                f"{type(self).__name__}: images of shape {tuple(images.shape)}, but backbone "
+                f"{self.backbone_name!r} expects (B, {self.in_chans}, H, W) (in_chans={self.in_chans})"
+            )
+        if targets.is_floating_point():
+            if targets.shape != (images.shape[0], self.num_classes):
+                raise ValueError(
+                    f"{type(self).__name__}: soft targets of shape {tuple(targets.shape)}, expected "
+                    f"({images.shape[0]}, {self.num_classes})"
+                )
+        elif targets.numel() and (targets.device.type == "cpu" or batch_idx == 0):
+            low, high = int(targets.min()), int(targets.max())
+            if low < 0 or high >= self.num_classes:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"{type(self).__name__}: label {bad} is outside [0, num_classes={self.num_classes}); "
+                    "check the data's labels or the model's num_classes"
+                )
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
+        images, targets = batch[0], batch[1]
+        self._check_batch(images, targets, batch_idx)
+        logits = self(images)
+        loss = self.loss(logits, targets)
+        self.train_metrics.update(logits, _hard_labels(targets))
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+        self._evaluate(batch, batch_idx, "val", self.val_metrics)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+        self._evaluate(batch, batch_idx, "test", self.test_metrics)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Class probabilities ``(B, num_classes)``."""
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(images).softmax(dim=-1)
+
+    def _evaluate(self, batch: Any, batch_idx: int, stage: str, metrics: MetricCollection) -> None:
+        images, targets = batch[0], batch[1]
+        self._check_batch(images, targets, batch_idx)
+        logits = self(images)
+        self.log(f"{stage}/loss", self.loss(logits, targets), prog_bar=True, sync_dist=True)
+        metrics.update(logits, _hard_labels(targets))
+        self.log_dict(metrics, prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer over weight-decay groups, and the scheduler stepped per ``lr_scheduler_interval``."""
+        optimizer = self.optimizer_factory(param_groups_weight_decay(self.backbone))
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = build_lr_scheduler(self.lr_scheduler_factory, optimizer, self.trainer.estimated_stepping_batches)
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.lr_scheduler_interval}
+        if isinstance(scheduler, ReduceLROnPlateau):
+            config.update(interval="epoch", monitor="val/loss")
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def _hard_labels(targets: torch.Tensor) -> torch.Tensor:
+    return targets.argmax(dim=-1) if targets.is_floating_point() else targets
+
+
+def _resolve_backbone(
+    backbone: str | nn.Module, num_classes: int | None, in_chans: int, kwargs: dict[str, Any] | None
+) -> tuple[nn.Module, int]:
+    """Build a named backbone, or check a given one, and return it with its number of classes."""
+    if isinstance(backbone, str):
+        entry = model_info(backbone)
+        if "image_classification" not in entry.tasks:
+            raise ValueError(f"{backbone!r} is a {entry.family} model for {entry.tasks}, not image classification")
+        if num_classes is None:
+            num_classes = int(entry.defaults.get("num_classes", 1000))
+        module = create_model(backbone, num_classes=num_classes, in_chans=in_chans, **(kwargs or {}))
+        return module, num_classes
+    if kwargs:
+        raise ValueError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
+    own = getattr(backbone, "num_classes", None)
+    if num_classes is None:
+        if own is None:
+            raise ValueError(f"pass num_classes: {type(backbone).__name__} has no num_classes attribute")
+        num_classes = int(own)
+    elif own is not None and own != num_classes:
+        raise ValueError(
+            f"backbone {type(backbone).__name__} has num_classes={own} but the task has num_classes={num_classes}; "
+            f"call backbone.reset_classifier({num_classes}) or build it with num_classes={num_classes}"
+        )
+    return backbone, num_classes
