@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from zoo.cli import main
+from zoo.lightning_cli import ZooLightningCLI
+
+HEAVY = ("torch", "lightning", "timm", "transformers", "diffusers", "torch_geometric", "onnxruntime", "tensorboard")
+
+# A few steps of the quickstart recipe: enough to exercise every part of `zoo fit`.
+FEW_STEPS = [
+    "--trainer.max_steps", "3",
+    "--trainer.limit_val_batches", "2",
+    "--trainer.limit_test_batches", "2",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+    "--data.init_args.batch_size", "16",
+    "--data.init_args.num_workers", "0",
+]  # fmt: skip
+
+
+def _python(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, check=True)
+
+
+def test_import_zoo_and_help_load_no_heavy_library() -> None:
+    code = (
+        "import sys, zoo; from zoo.cli import main; main(['--help']); "
+        f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = _python(code).stdout
+    assert "LOADED []" in out
+    assert "fit" in out and "models" in out
+
+
+def test_listing_models_does_not_load_other_families() -> None:
+    out = _python("import sys, zoo; zoo.list_models(); print([m for m in ('transformers', 'diffusers', "
+                  "'torch_geometric') if m in sys.modules])").stdout  # fmt: skip
+    assert out.strip() == "[]"
+
+
+def test_console_script_and_module_entry_points(repo: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "zoo", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("zoo 0.")
+
+
+def test_unknown_command_suggests_the_closest() -> None:
+    with pytest.raises(SystemExit, match="unknown command 'fitt'; did you mean 'fit'"):
+        main(["fitt"])
+
+
+def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["models", "--family", "cnn"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "family", "tasks", "params", "input", "recipe"]
+    row = next(line.split() for line in lines if line.startswith("resnet18_cifar "))
+    assert row[1:] == ["cnn", "image_classification", "11.17M", "3x32x32", "float32", "recipes/cifar10/resnet18.yaml"]
+
+
+def test_models_json(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["models", "speedrun*", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in data] == ["speedrun_net", "speedrun_net_tiny"]
+    assert data[0]["recipe"] == "recipes/cifar10/speedrun_net.yaml" and data[0]["num_params"] == 1_978_016
+
+
+def test_models_unknown_family_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["models", "--family", "rnn"])
+    assert "unknown family 'rnn'" in capsys.readouterr().err
+
+
+def test_fit_links_data_into_model_saves_config_and_reports(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = ZooLightningCLI(args=["fit", "--config", str(repo / "recipes/quickstart.yaml"), *FEW_STEPS])
+    assert cli.model.num_classes == 10 and cli.model.in_chans == 3  # linked from the data module
+    run_dir = tmp_path / "runs" / "quickstart" / "version_0"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["seed_everything"] == 0
+    assert config["model"]["init_args"]["backbone"] == "speedrun_net_tiny"
+    assert config["checkpoint"]["monitor"] == "val/acc1"
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "test/acc1" in cli.trainer.callback_metrics
+    out = capsys.readouterr()
+    summary = out.out + out.err
+    assert "test/acc1" in summary and "last checkpoint" in summary and str(Path("runs/quickstart/version_0")) in summary
+
+
+def test_random_seed_is_recorded_in_the_saved_config(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(repo / "recipes/quickstart.yaml"), "--seed_everything", "true", *FEW_STEPS]
+    ZooLightningCLI(args=[*args, "--test_after_fit", "false"])
+    config = yaml.safe_load((tmp_path / "runs/quickstart/version_0/config.yaml").read_text())
+    assert isinstance(config["seed_everything"], int) and not isinstance(config["seed_everything"], bool)
+
+
+def test_saved_config_is_never_overwritten(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(repo / "recipes/quickstart.yaml"), *FEW_STEPS, "--test_after_fit", "false"]
+    args += ["--trainer.logger.init_args.version", "fixed"]
+    ZooLightningCLI(args=args)
+    saved = (tmp_path / "runs/quickstart/fixed/config.yaml").read_text()
+    with pytest.raises(RuntimeError, match="Aborting to avoid overwriting"):
+        ZooLightningCLI(args=args)
+    assert (tmp_path / "runs/quickstart/fixed/config.yaml").read_text() == saved
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "message"),
+    [
+        ("model", "label_smoothing", "Option 'label_smothing' is not accepted"),
+        ("trainer", "max_epochs", "does not accept option 'trainer.max_epoch'"),
+    ],
+)
+def test_misspelt_recipe_key_is_named(
+    section: str, key: str, message: str, repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = yaml.safe_load((repo / "recipes/quickstart.yaml").read_text())
+    block = recipe[section]["init_args"] if section == "model" else recipe[section]
+    block[key.replace("smoothing", "smothing").replace("epochs", "epoch")] = block.pop(key)
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit):
+        ZooLightningCLI(args=["fit", "--config", str(path)])
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_model_in_recipe_is_named(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(repo / "recipes/quickstart.yaml"), "--model.init_args.backbone", "resnet18_cifr"]
+    with pytest.raises(ValueError, match=r"unknown model 'resnet18_cifr'.*did you mean 'resnet18_cifar'"):
+        ZooLightningCLI(args=args)
+    assert not (tmp_path / "runs").exists()

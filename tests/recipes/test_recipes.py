@@ -1,0 +1,51 @@
+"""Every recipe parses and trains a few steps on tiny data; a recipe added later is covered automatically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from zoo.lightning_cli import ZooLightningCLI
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").rglob("*.yaml"))
+
+# How each data module is shrunk to tiny real data; a recipe with a data module missing here fails loudly.
+TINY_DATA = {
+    "zoo.data.CIFAR10DataModule": ["--data.init_args.variant", "mini", "--data.init_args.batch_size", "8"],
+}
+FEW_STEPS = [
+    "--trainer.max_steps", "2",
+    "--trainer.limit_val_batches", "1",
+    "--trainer.limit_test_batches", "1",
+    "--trainer.accelerator", "cpu",
+    "--trainer.devices", "1",
+    "--trainer.precision", "32-true",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+    "--data.init_args.num_workers", "0",
+]  # fmt: skip
+
+
+def test_recipes_are_found() -> None:
+    assert "recipes/quickstart.yaml" in RECIPES and len(RECIPES) >= 4
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_header_states_what_it_reached(recipe: str) -> None:
+    header = (REPO / recipe).read_text().split("\n\n")[0]
+    assert "Reached:" in header and f"zoo fit --config {recipe}" in header
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_runs_a_few_steps(recipe: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    data_class = yaml.safe_load((REPO / recipe).read_text())["data"]["class_path"]
+    assert data_class in TINY_DATA, f"add a tiny-data override for {data_class} to TINY_DATA"
+    cli = ZooLightningCLI(args=["fit", "--config", str(REPO / recipe), *FEW_STEPS, *TINY_DATA[data_class]])
+    assert cli.trainer.global_step == 2
+    assert torch.isfinite(cli.trainer.callback_metrics["test/loss"])  # fit ends with a test of the best weights
+    assert list(tmp_path.glob("runs/**/checkpoints/last.ckpt"))

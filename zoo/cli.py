@@ -1,0 +1,103 @@
+"""The ``zoo`` command.
+
+This module stays cheap to import: ``zoo --help`` and ``zoo --version`` load neither torch nor Lightning.
+Training subcommands hand over to :mod:`zoo.lightning_cli`; ``zoo models`` reads the registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+
+__all__ = ["main"]
+
+TRAINING_COMMANDS = {
+    "fit": "train a model from a recipe, then test the best checkpoint",
+    "validate": "run the validation loop of a recipe (e.g. on a checkpoint)",
+    "test": "run the test loop of a recipe (e.g. on a checkpoint)",
+    "predict": "run prediction with a recipe's model and data",
+}
+OTHER_COMMANDS = {
+    "models": "list registered models with family, task, parameters, input and recipe",
+}
+
+_HELP = """\
+usage: zoo <command> [options]
+
+A Lightning-based model zoo: CNN, Transformer, GNN and diffusion models behind one registry.
+
+commands:
+{commands}
+
+examples:
+  zoo fit --config recipes/quickstart.yaml
+  zoo fit --config recipes/cifar10/resnet18.yaml --trainer.devices 2 --trainer.strategy ddp
+  zoo test --config recipes/cifar10/resnet18.yaml --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt
+  zoo models --family cnn
+
+Run `zoo <command> --help` for the options of a command (training commands list every recipe key).
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``zoo`` console script.
+
+    Args:
+        argv: Arguments without the program name; ``sys.argv[1:]`` when omitted.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        rows = {**TRAINING_COMMANDS, **OTHER_COMMANDS}
+        print(_HELP.format(commands="\n".join(f"  {name:<10}{text}" for name, text in rows.items())))
+        return
+    command, rest = args[0], args[1:]
+    if command == "--version":
+        from zoo import __version__
+
+        print(f"zoo {__version__}")
+    elif command in TRAINING_COMMANDS:
+        from zoo.lightning_cli import run_training_command
+
+        run_training_command(args)
+    elif command == "models":
+        _models_command(rest)
+    else:
+        close = difflib.get_close_matches(command, [*TRAINING_COMMANDS, *OTHER_COMMANDS], n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        sys.exit(f"zoo: unknown command '{command}'{hint} (see `zoo --help`)")
+
+
+def _models_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="zoo models", description=OTHER_COMMANDS["models"])
+    parser.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'resnet*' or 'timm/convnext*'")
+    parser.add_argument("--family", help="keep one family: cnn, transformer, gnn or diffusion")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    args = parser.parse_args(argv)
+
+    from zoo.registry import list_models, model_info
+
+    try:
+        entries = [model_info(name) for name in list_models(args.pattern, family=args.family)]
+    except ValueError as err:
+        parser.error(str(err))
+    if args.json:
+        print(json.dumps([entry.to_dict() for entry in entries], indent=2))
+        return
+    header = ("name", "family", "tasks", "params", "input", "recipe")
+    rows = [
+        (e.name, e.family, ",".join(e.tasks), _millions(e.num_params), str(e.input_spec), e.recipe or "-")
+        for e in entries
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.2f}M"
+
+
+if __name__ == "__main__":
+    main()

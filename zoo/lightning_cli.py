@@ -1,0 +1,159 @@
+"""``zoo fit|validate|test|predict``: LightningCLI with zoo's defaults.
+
+A recipe names a task (``model``), a data module (``data``) and trainer settings, as LightningCLI
+``class_path``/``init_args``. On top of plain LightningCLI this adds:
+
+* links from the data module into the task: ``num_classes`` and ``in_chans`` come from the data, so recipes
+  do not repeat them;
+* TensorBoard logging under ``runs/<recipe>/version_N`` and a rich progress bar by default; the resolved
+  config (with the seed actually used) is saved there and never overwritten;
+* a ``checkpoint`` section for the ModelCheckpoint that keeps the best checkpoint by the task's default
+  metric plus ``last.ckpt``;
+* ``--test_after_fit`` (default true): ``fit`` ends by testing the best checkpoint, and prints where the
+  checkpoints and logs went.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
+
+__all__ = ["ZooLightningCLI", "run_training_command"]
+
+RUNS_DIR = "runs"
+_TRAINER_DEFAULTS = {
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": RUNS_DIR, "name": None},
+    },
+}
+# Data module attributes linked into the task's init arguments of the same name.
+DATA_TO_MODEL_LINKS = ("num_classes", "in_chans")
+
+
+class ZooLightningCLI(LightningCLI):
+    """LightningCLI for any zoo task and data module (both in subclass mode, chosen by ``class_path``)."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        self._started = time.perf_counter()
+        super().__init__(
+            model_class=L.LightningModule,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            trainer_defaults=_TRAINER_DEFAULTS,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": False},
+            parser_kwargs={"description": "Train and evaluate zoo models from recipes."},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:  # noqa: D102
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "epoch{epoch:03d}-step{step:06d}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After `fit`, test the best checkpoint on the data module's test split (fit only).",
+        )
+        for name in DATA_TO_MODEL_LINKS:
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Fill the settings that depend on the recipe: run name and the monitored metric."""
+        config = self._subconfig()
+        logger = config.trainer.get("logger")
+        if isinstance(logger, dict) or hasattr(logger, "init_args"):
+            init_args = logger["init_args"]
+            if init_args.get("name") is None:
+                init_args["name"] = _run_name(config)
+        if config.checkpoint.monitor is None:
+            task = _import_class(config.model.class_path)
+            monitor = getattr(task, "default_monitor", None)
+            if monitor is not None:
+                config.checkpoint.monitor, config.checkpoint.mode = monitor
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:  # noqa: D102
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer_config.get("callbacks") or []
+        wants_bar = trainer_config.get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            trainer_config["callbacks"] = [*callbacks, RichProgressBar()]
+        return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        """Test the best checkpoint when asked, then say where everything went."""
+        checkpoint = self.trainer.checkpoint_callback
+        # Read before testing: restoring the best checkpoint also restores the callback's older state.
+        saved = _checkpoint_lines(checkpoint) if isinstance(checkpoint, ModelCheckpoint) else []
+        results: dict[str, float] = {}
+        trainer = self.trainer
+        has_test = getattr(self.datamodule, "has_test_data", True)
+        if self._subconfig().test_after_fit and has_test and not trainer.fast_dev_run and not trainer.interrupted:
+            ckpt_path = "best" if saved and checkpoint.best_model_path else None
+            results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+        lines = [f"zoo fit finished in {time.perf_counter() - self._started:.0f} s"]
+        lines += [f"  {name:<22}{value:.4f}" for name, value in sorted(results.items())]
+        lines += saved
+        if trainer.log_dir:
+            lines.append(f"  logs and config       {trainer.log_dir}")
+            lines.append(f"  view with             tensorboard --logdir {Path(trainer.log_dir).parent}")
+        _print_on_rank_zero("\n".join(lines))
+
+    def _subconfig(self) -> Any:
+        return self.config.get(str(self.subcommand), self.config)
+
+
+def run_training_command(args: list[str]) -> None:
+    """Run ``zoo <fit|validate|test|predict> ...`` (``args`` starts with the subcommand)."""
+    # LightningCLI warns when given args while sys.argv holds others; from the console they are the same.
+    ZooLightningCLI(args=None if args == sys.argv[1:] else args)
+
+
+@rank_zero_only
+def _print_on_rank_zero(text: str) -> None:
+    print(text, flush=True)
+
+
+def _checkpoint_lines(checkpoint: ModelCheckpoint) -> list[str]:
+    lines = []
+    if checkpoint.best_model_path:
+        score = checkpoint.best_model_score
+        scored = f" ({checkpoint.monitor}={score:.4f})" if score is not None and checkpoint.monitor else ""
+        lines.append(f"  best checkpoint       {checkpoint.best_model_path}{scored}")
+    if checkpoint.last_model_path:
+        lines.append(f"  last checkpoint       {checkpoint.last_model_path}")
+    return lines
+
+
+def _run_name(config: Any) -> str:
+    """``cifar10/resnet18`` for ``recipes/cifar10/resnet18.yaml``; the recipe's stem elsewhere; else ``zoo``."""
+    configs = config.get("config") or []
+    if not configs:
+        return "zoo"
+    path = Path(str(configs[-1].absolute if hasattr(configs[-1], "absolute") else configs[-1]))
+    parts = path.with_suffix("").parts
+    if "recipes" in parts:
+        return "/".join(parts[len(parts) - parts[::-1].index("recipes") :])
+    return path.stem
+
+
+def _import_class(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(import_module(module), name)
