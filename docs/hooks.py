@@ -1,0 +1,53 @@
+"""mkdocs hook: tables generated from the registry and the benchmark results, never typed by hand.
+
+A page that contains ``<!-- zoo:models -->`` gets the table of registered models; one that contains
+``<!-- zoo:recipe-results -->`` gets the recipe figures from ``benchmarks/results/*.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def on_page_markdown(markdown: str, **kwargs: object) -> str:
+    """Replace the placeholders in a page's markdown."""
+    if "<!-- zoo:models -->" in markdown:
+        markdown = markdown.replace("<!-- zoo:models -->", _models_table())
+    if "<!-- zoo:recipe-results -->" in markdown:
+        markdown = markdown.replace("<!-- zoo:recipe-results -->", _results_table())
+    return markdown
+
+
+def _models_table() -> str:
+    import zoo
+
+    rows = ["| name | family | tasks | params | input | recipe | description |", "|---|---|---|---|---|---|---|"]
+    for name in zoo.list_models():
+        e = zoo.model_info(name)
+        recipe = f"`{e.recipe}`" if e.recipe else "-"
+        rows.append(
+            f"| `{e.name}` | {e.family} | {', '.join(e.tasks)} | {e.num_params / 1e6:.2f}M | {e.input_spec} "
+            f"| {recipe} | {e.description} |"
+        )
+    return "\n".join(rows)
+
+
+def _results_table() -> str:
+    rows = [
+        "| recipe | test acc1 | best val acc1 | epochs | wall time | hardware | command |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for path in sorted((REPO / "benchmarks" / "results").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            hw = r["hardware"]
+            device = f"{hw.get('gpu', hw['cpu'])}, torch {hw['torch']}"
+            best = f"{r['best_val']:.2%}" if r.get("best_val") is not None else "-"
+            rows.append(
+                f"| `{r['recipe']}` | {r['test']['test/acc1']:.2%} | {best} | {r['epochs']} | {r['wall_s']:.0f} s "
+                f"| {device} | `{r['command']}` |"
+            )
+    return "\n".join(rows)

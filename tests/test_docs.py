@@ -1,0 +1,50 @@
+"""The docs build strictly, and the README's commands and example are the ones that work."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _code_blocks(markdown: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", markdown, flags=re.S)
+
+
+def test_mkdocs_builds_strictly_with_generated_tables(repo: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(repo / "docs/mkdocs.yml"), "-d", str(site)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    registry_page = (site / "registry" / "index.html").read_text()
+    assert "resnet18_cifar" in registry_page and "zoo:models" not in registry_page
+    recipes_page = (site / "recipes" / "index.html").read_text()
+    assert "recipes/cifar10/resnet18.yaml" in recipes_page and "zoo:recipe-results" not in recipes_page
+
+
+def test_readme_gives_exactly_the_two_commands_and_ci_runs_the_second(repo: Path) -> None:
+    readme = (repo / "README.md").read_text()
+    section = readme.split("## Two commands")[1].split("\n## ")[0]
+    first, second = _code_blocks(section, "bash")
+    assert first.strip() == (
+        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/zoo fit --config recipes/quickstart.yaml"
+    )
+    ci = (repo / ".ci" / "run").read_text()
+    assert second.strip() in ci.splitlines()
+
+
+def test_readme_library_example_runs(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (example,) = [block for block in _code_blocks((repo / "README.md").read_text(), "python") if "Trainer" in block]
+    short = "max_steps=2, limit_val_batches=2, limit_test_batches=2, enable_progress_bar=False"
+    assert "max_epochs=10" in example
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(example.replace("max_epochs=10", short), "README.md", "exec"), namespace)
+    assert list(tmp_path.glob("runs/mine/version_0/checkpoints/*.ckpt"))
+    assert "test/acc1" in namespace["trainer"].callback_metrics
