@@ -25,6 +25,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
@@ -104,7 +105,8 @@ class ZooLightningCLI(LightningCLI):
         saved = _checkpoint_lines(checkpoint) if isinstance(checkpoint, ModelCheckpoint) else []
         results: dict[str, float] = {}
         trainer = self.trainer
-        has_test = getattr(self.datamodule, "has_test_data", True)
+        data = self.datamodule
+        has_test = data is not None and getattr(data, "has_test_data", is_overridden("test_dataloader", data))
         if self._subconfig().test_after_fit and has_test and not trainer.fast_dev_run and not trainer.interrupted:
             ckpt_path = "best" if saved and checkpoint.best_model_path else None
             results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, verbose=False)[0]

@@ -144,3 +144,40 @@ def test_unknown_model_in_recipe_is_named(repo: Path, tmp_path: Path, monkeypatc
     with pytest.raises(ValueError, match=r"unknown model 'resnet18_cifr'.*did you mean 'resnet18_cifar'"):
         ZooLightningCLI(args=args)
     assert not (tmp_path / "runs").exists()
+
+
+def test_fit_without_recipe_links_greyscale_data_and_skips_missing_test_split(
+    image_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (image_tree / "test").rename(image_tree / "val")
+    monkeypatch.chdir(tmp_path)
+    cli = ZooLightningCLI(
+        args=[
+            "fit",
+            "--model", "zoo.tasks.ImageClassifier", "--model.init_args.backbone", "speedrun_net_tiny",
+            "--data", "zoo.data.ImageFolderDataModule", "--data.init_args.root", str(image_tree),
+            "--data.init_args.in_chans", "1", "--data.init_args.image_size", "32",
+            "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
+            "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+        ]
+    )  # fmt: skip
+    assert cli.model.in_chans == 1 and cli.model.backbone.stem[0].in_channels == 1
+    assert "val/acc1" in cli.trainer.callback_metrics and "test/acc1" not in cli.trainer.callback_metrics
+    assert "best checkpoint" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "zoo" / "version_0" / "config.yaml").is_file()
+
+
+def test_validate_test_and_predict_from_a_checkpoint(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    recipe = ["--config", str(repo / "recipes/quickstart.yaml"), *FEW_STEPS]
+    ZooLightningCLI(args=["fit", *recipe, "--test_after_fit", "false"])
+    ckpt = str(tmp_path / "runs/quickstart/version_0/checkpoints/last.ckpt")
+    validated = ZooLightningCLI(args=["validate", *recipe, "--ckpt_path", ckpt])
+    assert "val/acc1" in validated.trainer.callback_metrics
+    tested = ZooLightningCLI(args=["test", *recipe, "--ckpt_path", ckpt])
+    assert "test/acc1" in tested.trainer.callback_metrics
+    predicted = ZooLightningCLI(args=["predict", *recipe, "--ckpt_path", ckpt, "--trainer.limit_predict_batches", "1"])
+    (probabilities,) = predicted.trainer.predict_loop.predictions
+    assert probabilities.shape == (32, 10) and torch.allclose(probabilities.sum(dim=1), torch.ones(32))

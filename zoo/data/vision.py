@@ -175,7 +175,8 @@ class CIFAR10DataModule(VisionDataModule):
         variant: ``"full"`` (50,000 training / 10,000 test images) or ``"mini"``.
         download: Download with torchvision when the data is not found.
         augment: Random crop (4 pixels, reflect padding) and horizontal flip for training.
-        **loader_args: See :class:`VisionDataModule` (``batch_size``, ``val_split``, ``num_workers``, ...).
+        batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed: See :class:`VisionDataModule`;
+            repeated here so that ``zoo fit --help`` and recipe validation see every argument.
 
     Batches:
         ``(images, labels)``: ``(B, 3, 32, 32)`` float32 normalised with the CIFAR-10 mean and std, and
@@ -291,7 +292,7 @@ class ImageFolderDataModule(VisionDataModule):
         train_dir: Name of the training folder under ``root``.
         val_dir: Name of the validation folder, used when it exists.
         test_dir: Name of the test folder, used when it exists.
-        **loader_args: See :class:`VisionDataModule`.
+        batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed: See :class:`VisionDataModule`.
 
     Batches:
         ``(images, labels)``: ``(B, in_chans, image_size, image_size)`` float32 and ``(B,)`` int64.
