@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,8 @@ class ZooLightningCLI(LightningCLI):
 
 def run_training_command(args: list[str]) -> None:
     """Run ``zoo <fit|validate|test|predict> ...`` (``args`` starts with the subcommand)."""
+    # Lightning's own use of a deprecated torch API; nothing a zoo user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
     # LightningCLI warns when given args while sys.argv holds others; from the console they are the same.
     ZooLightningCLI(args=None if args == sys.argv[1:] else args)
 
