@@ -26,7 +26,7 @@ _LAZY_ATTRIBUTES = {
     "ModelEntry": "zoo.registry",
     "UnknownModelError": "zoo.registry",
 }
-_LAZY_SUBMODULES = ("data", "models", "optim", "registry", "tasks")
+_LAZY_SUBMODULES = ("callbacks", "data", "models", "optim", "registry", "tasks")
 
 if TYPE_CHECKING:
     from zoo.registry import (

@@ -75,8 +75,25 @@ def test_soft_targets_and_label_smoothing_follow_cross_entropy() -> None:
     expected = -(smoothed * logits.log_softmax(dim=1)).sum(dim=1).mean()
     assert torch.allclose(model.loss(logits, labels), expected, atol=1e-6)
     soft = torch.softmax(torch.randn(4, 10), dim=1)
-    plain = ImageClassifier("speedrun_net_tiny")
-    assert torch.allclose(plain.loss(logits, soft), -(soft * logits.log_softmax(dim=1)).sum(1).mean(), atol=1e-6)
+    # probability targets arrive already smoothed (e.g. by mixup) and are not smoothed again
+    assert torch.allclose(model.loss(logits, soft), -(soft * logits.log_softmax(dim=1)).sum(1).mean(), atol=1e-6)
+
+
+def test_train_batch_transforms_run_before_the_forward_and_labels_drive_metrics(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    images, labels = torch.randn(16, 3, 32, 32), torch.arange(16) % 10
+    model = ImageClassifier("speedrun_net_tiny")
+    seen = []
+
+    def to_soft(batch):
+        seen.append(batch[1].clone())
+        return batch[0], torch.nn.functional.one_hot(batch[1], 10).float(), batch[1]
+
+    model.train_batch_transforms.append(to_soft)
+    trainer = _trainer(tmp_path, max_steps=2, enable_checkpointing=False)
+    trainer.fit(model, _loader(images, labels))
+    assert len(seen) == 2 and torch.equal(seen[0], labels[:8])
+    assert 0 <= trainer.callback_metrics["train/acc1"] <= 1
 
 
 def test_training_accepts_soft_targets(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
@@ -25,9 +26,12 @@ class ImageClassifier(L.LightningModule):
     The module holds step logic and ``configure_optimizers`` only; the network is injected, either as a
     registry name (``"resnet18_cifar"``, ``"timm/convnext_atto"``) or as an ``nn.Module``.
 
-    Contract for callbacks (EMA, mixup): the network is ``self.backbone``, and the loss accepts either class
-    indices ``(B,)`` or class probabilities ``(B, num_classes)`` (``supports_soft_targets``). Metrics are
-    always computed on hard labels: for probability targets, the most likely class.
+    Contract for callbacks (EMA, mixup): the network is ``self.backbone``; the loss accepts either class
+    indices ``(B,)`` or class probabilities ``(B, num_classes)`` (``supports_soft_targets``); and every
+    callable in ``train_batch_transforms`` maps a training batch to a new one before the forward pass. A
+    transform may return ``(images, soft_targets, labels)``: the loss then uses the soft targets and the
+    metrics the hard labels. Metrics always use hard labels: for probability targets without labels, the most
+    likely class.
 
     Logged metrics: ``train/loss``, ``train/acc1``; ``val/loss``, ``val/acc1``, ``val/acc5``; the same under
     ``test/``. Top-5 accuracy is logged only when there are more than 5 classes.
@@ -83,6 +87,7 @@ class ImageClassifier(L.LightningModule):
         self.compile_backbone = compile
         self.channels_last = channels_last
         self._configured = False
+        self.train_batch_transforms: list[Callable[[Any], Any]] = []
         top_k = {"acc1": 1, "acc5": 5} if self.num_classes > 5 else {"acc1": 1}
         eval_metrics = MetricCollection(
             {name: MulticlassAccuracy(self.num_classes, top_k=k, average="micro") for name, k in top_k.items()}
@@ -110,8 +115,12 @@ class ImageClassifier(L.LightningModule):
         return self.backbone(images)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy with label smoothing; ``targets`` are ``(B,)`` indices or ``(B, C)`` probabilities."""
-        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        """Cross-entropy; ``targets`` are ``(B,)`` indices (label-smoothed) or ``(B, C)`` probabilities.
+
+        Probability targets are used as given: whoever made them (e.g. mixup) already applied the smoothing.
+        """
+        smoothing = 0.0 if targets.is_floating_point() else self.label_smoothing
+        return F.cross_entropy(logits, targets, label_smoothing=smoothing)
 
     def _check_batch(self, images: torch.Tensor, targets: torch.Tensor, batch_idx: int) -> None:
         """Reject malformed batches with a message that names the problem.
@@ -140,11 +149,14 @@ class ImageClassifier(L.LightningModule):
                 )
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
+        self._check_batch(batch[0], batch[1], batch_idx)
+        for transform in self.train_batch_transforms:
+            batch = transform(batch)
         images, targets = batch[0], batch[1]
-        self._check_batch(images, targets, batch_idx)
+        labels = batch[2] if len(batch) > 2 else _hard_labels(targets)
         logits = self(images)
         loss = self.loss(logits, targets)
-        self.train_metrics.update(logits, _hard_labels(targets))
+        self.train_metrics.update(logits, labels)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
