@@ -7,8 +7,11 @@ A recipe names a task (``model``), a data module (``data``) and trainer settings
   do not repeat them;
 * TensorBoard logging under ``runs/<recipe>/version_N`` and a rich progress bar by default; the resolved
   config (with the seed actually used) is saved there and never overwritten;
-* a ``checkpoint`` section for the ModelCheckpoint that keeps the best checkpoint by the task's default
-  metric plus ``last.ckpt``;
+* a ``checkpoint`` section for :class:`zoo.callbacks.ResumableCheckpoint`, which keeps the best checkpoint by
+  the task's default metric plus ``last.ckpt``, writes atomically, and saves ``last.ckpt`` on SIGTERM;
+* ``--ckpt_path last`` resumes the newest ``last.ckpt`` of the recipe's runs, continuing in its folder (the
+  config of the resumed invocation is saved beside the original as ``config.resume-N.yaml``); a checkpoint
+  path that is missing or truncated is an error that names it;
 * ``--test_after_fit`` (default true): ``fit`` ends by testing the best checkpoint, and prints where the
   checkpoints and logs went.
 """
@@ -27,6 +30,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgre
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
+
+from zoo.callbacks.checkpoint import ResumableCheckpoint, check_checkpoint_file
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
@@ -60,7 +65,7 @@ class ZooLightningCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:  # noqa: D102
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.save_last": True,
@@ -77,14 +82,51 @@ class ZooLightningCLI(LightningCLI):
         for name in DATA_TO_MODEL_LINKS:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then name the run and resolve ``--ckpt_path`` before LightningCLI reads the checkpoint."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        logger_args = _logger_init_args(config)
+        if logger_args is not None and logger_args.get("name") is None:
+            logger_args["name"] = _run_name(config)
+        try:
+            self._resolve_ckpt_path(subcommand, config, logger_args)
+        except (FileNotFoundError, ValueError) as err:
+            self._parser(subcommand).error(str(err))
+
+    def _resolve_ckpt_path(self, subcommand: str, config: Any, logger_args: Any) -> None:
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path in (None, "best", "hpc", "registry") or str(ckpt_path).startswith("registry:"):
+            return
+        if ckpt_path != "last":
+            check_checkpoint_file(ckpt_path)
+            return
+        run_root = Path(logger_args["save_dir"]) / logger_args["name"] if logger_args is not None else None
+        found = (
+            sorted(run_root.glob("version_*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
+            if run_root
+            else []
+        )
+        if not found:
+            _print_on_rank_zero(
+                f"--ckpt_path last: no last checkpoint under {run_root}/version_*/checkpoints; starting a new run"
+            )
+            config.ckpt_path = None
+            return
+        config.ckpt_path = str(check_checkpoint_file(found[-1]))
+        if subcommand == "fit":  # continue in the same run folder, next to the original config
+            run_dir = found[-1].parent.parent
+            logger_args["version"] = run_dir.name
+            resumes = 1 + sum(1 for _ in run_dir.glob("config.resume-*.yaml"))
+            self.save_config_kwargs["config_filename"] = f"config.resume-{resumes}.yaml"
+        _print_on_rank_zero(f"--ckpt_path last: resuming from {config.ckpt_path}")
+
     def before_instantiate_classes(self) -> None:
-        """Fill the settings that depend on the recipe: run name and the monitored metric."""
+        """Fill the settings that depend on the task: the monitored metric."""
         config = self._subconfig()
-        logger = config.trainer.get("logger")
-        if isinstance(logger, dict) or hasattr(logger, "init_args"):
-            init_args = logger["init_args"]
-            if init_args.get("name") is None:
-                init_args["name"] = _run_name(config)
         if config.checkpoint.monitor is None:
             task = _import_class(config.model.class_path)
             monitor = getattr(task, "default_monitor", None)
@@ -134,6 +176,14 @@ def run_training_command(args: list[str]) -> None:
 @rank_zero_only
 def _print_on_rank_zero(text: str) -> None:
     print(text, flush=True)
+
+
+def _logger_init_args(config: Any) -> Any:
+    """The init arguments of a TensorBoard/CSV-style logger given as ``class_path``/``init_args``, else ``None``."""
+    logger = config.trainer.get("logger")
+    if (isinstance(logger, dict) or hasattr(logger, "init_args")) and "save_dir" in logger["init_args"]:
+        return logger["init_args"]
+    return None
 
 
 def _checkpoint_lines(checkpoint: ModelCheckpoint) -> list[str]:

@@ -48,7 +48,7 @@ def test_mini_variant_ships_with_the_package() -> None:
     dm = CIFAR10DataModule(variant="mini", root="/nonexistent", num_workers=0)
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (9_000, 1_000, 2_000)
-    assert np.bincount(dm.test_set.labels.numpy()).tolist() == [200] * 10
+    assert np.bincount(dm.test_set.base.labels.numpy()).tolist() == [200] * 10
 
 
 def test_cifar10_from_an_image_folder_tree_is_decoded_once(image_tree: Path, session_cache: Path) -> None:
@@ -65,11 +65,11 @@ def test_cifar10_from_an_image_folder_tree_is_decoded_once(image_tree: Path, ses
 def test_batches_are_normalised_and_augmented(image_tree: Path) -> None:
     dm = CIFAR10DataModule(root=str(image_tree), val_split=10, num_workers=0)
     dm.setup()
-    raw = torch.from_numpy(dm.train_set.images[0]).permute(2, 0, 1).float() / 255
+    raw = torch.from_numpy(dm.train_set.base.images[0]).permute(2, 0, 1).float() / 255
     mean, std = torch.tensor(CIFAR10_MEAN)[:, None, None], torch.tensor(CIFAR10_STD)[:, None, None]
     evaluated, _ = dm.val_set[0]
     assert torch.allclose(
-        evaluated * std + mean, torch.from_numpy(dm.val_set.images[0]).permute(2, 0, 1) / 255, atol=1e-6
+        evaluated * std + mean, torch.from_numpy(dm.val_set.base.images[0]).permute(2, 0, 1) / 255, atol=1e-6
     )
     torch.manual_seed(0)
     views = [dm.train_set[0][0] * std + mean for _ in range(8)]
@@ -81,10 +81,10 @@ def test_validation_split_is_seeded_and_disjoint(image_tree: Path) -> None:
     a = CIFAR10DataModule(root=str(image_tree), val_split=0.25, seed=1, num_workers=0)
     b = CIFAR10DataModule(root=str(image_tree), val_split=0.25, seed=1, num_workers=0)
     a.setup(), b.setup()
-    assert np.array_equal(a.val_set.images, b.val_set.images)
+    assert np.array_equal(a.val_set.base.images, b.val_set.base.images)
     assert len(a.val_set) == 20 and len(a.train_set) == 60
-    train_rows = {img.tobytes() for img in a.train_set.images}
-    assert not any(img.tobytes() in train_rows for img in a.val_set.images)
+    train_rows = {img.tobytes() for img in a.train_set.base.images}
+    assert not any(img.tobytes() in train_rows for img in a.val_set.base.images)
 
 
 def test_loader_settings_follow_the_machine(image_tree: Path) -> None:

@@ -49,8 +49,8 @@ def test_fit_with_real_trainer_logs_metrics_and_saves_weights_only_checkpoint(
     state = torch.load(ckpt, weights_only=True)  # no pickled objects: safe to load
     assert state["hyper_parameters"]["backbone"] == "speedrun_net_tiny"
     restored = ImageClassifier.load_from_checkpoint(ckpt)
-    for key, value in model.state_dict().items():
-        assert torch.equal(restored.state_dict()[key], value), key
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(restored.backbone.state_dict()[key], value), key
 
 
 def test_overfits_a_small_batch(tmp_path: Path) -> None:

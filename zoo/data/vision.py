@@ -9,7 +9,7 @@ the CLI can link it into the model and export can record the preprocessing.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -24,6 +24,7 @@ from torchvision.transforms import v2
 
 from zoo.data.image_arrays import IMAGE_EXTENSIONS, ImageArrays, load_split_arrays
 from zoo.data.paths import cache_dir, data_root
+from zoo.data.sampling import AugmentedDataset, ResumableDataLoader, ResumableSampler
 
 __all__ = ["ArrayImageDataset", "CIFAR10DataModule", "ImageFolderDataModule", "VisionDataModule"]
 
@@ -41,23 +42,20 @@ class ArrayImageDataset(Dataset):
     Args:
         images: ``(N, H, W, C)`` uint8.
         labels: ``(N,)`` integer class indices.
-        transform: Applied to each ``(C, H, W)`` uint8 tensor; returns the model input.
 
     Returns (per item):
-        ``(image, label)``: the transformed ``(C, H', W')`` tensor and an int64 scalar tensor.
+        ``(image, label)``: a ``(C, H, W)`` uint8 tensor (a view, no copy) and an int64 scalar tensor.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
         self.images = images
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = torch.from_numpy(self.images[index]).permute(2, 0, 1)
-        return self.transform(image), self.labels[index]
+        return torch.from_numpy(self.images[index]).permute(2, 0, 1), self.labels[index]
 
 
 class VisionDataModule(L.LightningDataModule):
@@ -71,7 +69,13 @@ class VisionDataModule(L.LightningDataModule):
         num_workers: Loader worker processes per device; ``None`` picks one fewer than the CPU cores
             available to each device (at most 8).
         pin_memory: Page-locked host batches; ``None`` means "when CUDA is available".
-        seed: Seed of the validation split, independent of the training seed.
+        seed: Seed of the training order and augmentation; ``None`` takes the run's seed (``seed_everything``,
+            via ``PL_GLOBAL_SEED``), else 0. Every rank must use the same one.
+        split_seed: Seed of the validation split, fixed so that the held-out images do not change with the
+            training seed.
+
+    The training loader resumes mid-epoch exactly (see :mod:`zoo.data.sampling`): a run restored from a
+    checkpoint sees the same remaining samples, with the same augmentation, as an uninterrupted one.
     """
 
     def __init__(
@@ -81,7 +85,8 @@ class VisionDataModule(L.LightningDataModule):
         val_split: float = 0.1,
         num_workers: int | None = None,
         pin_memory: bool | None = None,
-        seed: int = 0,
+        seed: int | None = None,
+        split_seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -95,7 +100,8 @@ class VisionDataModule(L.LightningDataModule):
         self.val_split = val_split
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.seed = seed
+        self._seed = seed
+        self.split_seed = split_seed
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -109,6 +115,11 @@ class VisionDataModule(L.LightningDataModule):
     std: tuple[float, ...]
 
     @property
+    def seed(self) -> int:
+        """The seed of the training order and augmentation (see ``seed`` above)."""
+        return self._seed if self._seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    @property
     def has_test_data(self) -> bool:
         """Whether the data has a test split (``zoo fit`` tests after training only then)."""
         return self.test_set is not None
@@ -118,7 +129,7 @@ class VisionDataModule(L.LightningDataModule):
         n_val = round(self.val_split * n) if self.val_split < 1 else int(self.val_split)
         if not 0 < n_val < n:
             raise ValueError(f"val_split={self.val_split} leaves {n - n_val} of {n} images for training")
-        order = np.random.default_rng(self.seed).permutation(n)
+        order = np.random.default_rng(self.split_seed).permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
     def _workers(self) -> int:
@@ -132,15 +143,35 @@ class VisionDataModule(L.LightningDataModule):
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}: no {stage} data (no such split, or setup() has not run)")
         workers = self._workers()
-        return DataLoader(
+        settings = {
+            "num_workers": workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": workers > 0,
+            # A private generator: creating an iterator then leaves the global random state alone.
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
+        if not train:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **settings)
+        trainer = self.trainer
+        sampler = ResumableSampler(
             dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=workers > 0,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+            seed=self.seed,
         )
+        return ResumableDataLoader(
+            dataset,
+            sampler=sampler,
+            progress=self._training_progress,
+            batch_size=self.batch_size,
+            drop_last=len(sampler) > self.batch_size,
+            **settings,
+        )
+
+    def _training_progress(self) -> tuple[int, int]:
+        """``(epoch, batches trained in it)`` from the trainer's loop, for the loader's checkpoint state."""
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:  # noqa: D102
         return self._loader(self.train_set, "train", train=True)
@@ -175,8 +206,8 @@ class CIFAR10DataModule(VisionDataModule):
         variant: ``"full"`` (50,000 training / 10,000 test images) or ``"mini"``.
         download: Download with torchvision when the data is not found.
         augment: Random crop (4 pixels, reflect padding) and horizontal flip for training.
-        batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed: See :class:`VisionDataModule`;
-            repeated here so that ``zoo fit --help`` and recipe validation see every argument.
+        batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed: See
+            :class:`VisionDataModule`; repeated here so that ``zoo fit --help`` and recipe validation see them.
 
     Batches:
         ``(images, labels)``: ``(B, 3, 32, 32)`` float32 normalised with the CIFAR-10 mean and std, and
@@ -194,9 +225,10 @@ class CIFAR10DataModule(VisionDataModule):
         val_split: float = 0.1,
         num_workers: int | None = None,
         pin_memory: bool | None = None,
-        seed: int = 0,
+        seed: int | None = None,
+        split_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed)
+        super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed)
         if variant not in ("full", "mini"):
             raise ValueError(f"variant must be 'full' or 'mini', got {variant!r}")
         self.root = root
@@ -266,9 +298,11 @@ class CIFAR10DataModule(VisionDataModule):
         train_tf = v2.Compose([*augment, *normalize] if self.augment else normalize)
         eval_tf = v2.Compose(normalize)
         train_idx, val_idx = self._split_indices(len(train))
-        self.train_set = ArrayImageDataset(train.images[train_idx], train.labels[train_idx], train_tf)
-        self.val_set = ArrayImageDataset(train.images[val_idx], train.labels[val_idx], eval_tf)
-        self.test_set = ArrayImageDataset(test.images, test.labels, eval_tf)
+        self.train_set = AugmentedDataset(
+            ArrayImageDataset(train.images[train_idx], train.labels[train_idx]), train_tf, self.seed
+        )
+        self.val_set = AugmentedDataset(ArrayImageDataset(train.images[val_idx], train.labels[val_idx]), eval_tf)
+        self.test_set = AugmentedDataset(ArrayImageDataset(test.images, test.labels), eval_tf)
 
 
 class ImageFolderDataModule(VisionDataModule):
@@ -292,7 +326,8 @@ class ImageFolderDataModule(VisionDataModule):
         train_dir: Name of the training folder under ``root``.
         val_dir: Name of the validation folder, used when it exists.
         test_dir: Name of the test folder, used when it exists.
-        batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed: See :class:`VisionDataModule`.
+        batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed: See
+            :class:`VisionDataModule`.
 
     Batches:
         ``(images, labels)``: ``(B, in_chans, image_size, image_size)`` float32 and ``(B,)`` int64.
@@ -318,9 +353,10 @@ class ImageFolderDataModule(VisionDataModule):
         val_split: float = 0.1,
         num_workers: int | None = None,
         pin_memory: bool | None = None,
-        seed: int = 0,
+        seed: int | None = None,
+        split_seed: int = 0,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed)
+        super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed)
         if in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 (greyscale) or 3 (RGB), got {in_chans}")
         self.root = data_root(root)
@@ -336,7 +372,8 @@ class ImageFolderDataModule(VisionDataModule):
         self.class_names = _class_folders(self.root / train_dir)
         self.num_classes = len(self.class_names)
 
-    def _dataset(self, split: str, transform: Callable) -> datasets.ImageFolder | None:
+    def _images(self, split: str) -> datasets.ImageFolder | None:
+        """The untransformed ``(PIL image, label)`` dataset of a split, or ``None`` when it has no folder."""
         folder = self.root / self.split_dirs[split]
         if split != "train" and not folder.is_dir():
             return None
@@ -345,7 +382,7 @@ class ImageFolderDataModule(VisionDataModule):
             diff = sorted(set(classes) ^ set(self.class_names))
             raise ValueError(f"{folder}: classes differ from {self.root / self.split_dirs['train']}: {diff}")
         loader = partial(_load_image, mode="RGB" if self.in_chans == 3 else "L")
-        return datasets.ImageFolder(str(folder), transform=transform, loader=loader)
+        return datasets.ImageFolder(str(folder), loader=loader)
 
     def setup(self, stage: str | None = None) -> None:
         """Index the image files and build the datasets (nothing is decoded here)."""
@@ -358,16 +395,16 @@ class ImageFolderDataModule(VisionDataModule):
             if self.augment
             else eval_tf.transforms
         )
-        train = self._dataset("train", train_tf)
+        train: Dataset | None = self._images("train")
         assert train is not None
-        self.val_set = self._dataset("val", eval_tf)
-        if self.val_set is None:
+        val = self._images("val")
+        if val is None:
             train_idx, val_idx = self._split_indices(len(train))
-            held_out = self._dataset("train", eval_tf)
-            self.train_set, self.val_set = Subset(train, train_idx.tolist()), Subset(held_out, val_idx.tolist())
-        else:
-            self.train_set = train
-        self.test_set = self._dataset("test", eval_tf)
+            train, val = Subset(train, train_idx.tolist()), Subset(train, val_idx.tolist())
+        test = self._images("test")
+        self.train_set = AugmentedDataset(train, train_tf, self.seed)
+        self.val_set = AugmentedDataset(val, eval_tf)
+        self.test_set = AugmentedDataset(test, eval_tf) if test is not None else None
 
 
 def _class_folders(folder: Path) -> tuple[str, ...]:

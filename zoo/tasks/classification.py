@@ -95,6 +95,9 @@ class ImageClassifier(L.LightningModule):
         self.train_metrics = MetricCollection(
             {"acc1": MulticlassAccuracy(self.num_classes, average="micro")}, prefix="train/"
         )
+        # An epoch's training accuracy accumulates over its batches; keeping the running counts in the
+        # checkpoint lets a run resumed mid-epoch report the same epoch value as an uninterrupted one.
+        self.train_metrics.persistent(True)
         self.val_metrics = eval_metrics.clone(prefix="val/")
         self.test_metrics = eval_metrics.clone(prefix="test/")
 

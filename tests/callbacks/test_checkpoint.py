@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from zoo.callbacks import AtomicCheckpointIO, ResumableCheckpoint, check_checkpoint_file
+from zoo.lightning_cli import ZooLightningCLI
+
+QUICK = [
+    "--trainer.limit_val_batches", "2",
+    "--trainer.limit_test_batches", "2",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+    "--data.init_args.batch_size", "16",
+    "--data.init_args.num_workers", "0",
+    "--test_after_fit", "false",
+]  # fmt: skip
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "weights": torch.ones(3)}, path)
+    with pytest.raises(Exception, match="pickle"):
+        io.save_checkpoint({"step": 2, "weights": torch.zeros(10_000), "bad": lambda: None}, path)
+    assert io.load_checkpoint(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left behind
+
+
+KILLED_WRITER = """
+import sys, torch
+from zoo.callbacks import AtomicCheckpointIO
+io, path = AtomicCheckpointIO(), sys.argv[1]
+io.save_checkpoint({"step": 1}, path)
+print("first saved", flush=True)
+io.save_checkpoint({"step": 2, "big": torch.zeros(400_000_000, dtype=torch.uint8)}, path)  # 400 MB
+"""
+
+
+def test_process_killed_mid_write_leaves_the_previous_checkpoint_loadable(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    assert writer.stdout.readline().strip() == "first saved"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the second write has started, then kill the writer
+        partial = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p.stat().st_size > 1_000_000]
+        if partial:
+            break
+        time.sleep(0.01)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert partial, "the second write never started"
+    assert torch.load(path, weights_only=True) == {"step": 1}
+
+
+def test_missing_or_truncated_checkpoint_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=f"checkpoint {tmp_path / 'nope.ckpt'} does not exist"):
+        check_checkpoint_file(tmp_path / "nope.ckpt")
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(1000)}}, whole)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(whole.read_bytes()[:2000])
+    with pytest.raises(ValueError, match=f"checkpoint {truncated} is truncated"):
+        check_checkpoint_file(truncated)
+    assert check_checkpoint_file(whole) == whole
+
+
+@pytest.mark.parametrize("kind", ["missing", "truncated"])
+def test_cli_rejects_a_bad_ckpt_path_before_doing_anything(
+    kind: str, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "model.ckpt"
+    if kind == "truncated":
+        path.write_bytes(b"PK\x03\x04 not a whole zip")
+    with pytest.raises(SystemExit):
+        ZooLightningCLI(args=["fit", "--config", str(repo / "recipes/quickstart.yaml"), "--ckpt_path", str(path)])
+    err = capsys.readouterr().err
+    assert f"checkpoint {path}" in err and ("does not exist" if kind == "missing" else "truncated") in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ckpt_path_last_resumes_in_the_same_run_folder(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    recipe = ["--config", str(repo / "recipes/quickstart.yaml"), *QUICK, "--trainer.limit_train_batches", "4"]
+    fresh = ZooLightningCLI(args=["fit", *recipe, "--trainer.max_epochs", "1", "--ckpt_path", "last"])
+    assert fresh.trainer.global_step == 4  # nothing to resume yet: a new run
+    resumed = ZooLightningCLI(args=["fit", *recipe, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == 8
+    run_dir = tmp_path / "runs" / "quickstart" / "version_0"
+    assert sorted(p.name for p in (tmp_path / "runs" / "quickstart").iterdir()) == ["version_0"]
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "config.resume-1.yaml").is_file()
+    resumed_config = yaml.safe_load((run_dir / "config.resume-1.yaml").read_text())
+    assert resumed_config["ckpt_path"] == str(Path("runs/quickstart/version_0/checkpoints/last.ckpt"))
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_resumable_checkpoint_and_restart_finishes(repo: Path, tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "zoo", "fit", "--config", str(repo / "recipes/quickstart.yaml"), *QUICK,
+        "--trainer.max_steps", "400", "--checkpoint.every_n_train_steps", "10", "--ckpt_path", "last",
+    ]  # fmt: skip
+    job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = tmp_path / "runs" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and time.monotonic() < deadline:  # the periodic save at step 10
+        time.sleep(0.05)
+    time.sleep(1.0)  # let a few more steps run
+    job.send_signal(signal.SIGTERM)
+    output, _ = job.communicate(timeout=120)
+    saved = torch.load(last, weights_only=True)
+    assert "SIGTERMException: saved" in output, output[-2000:]
+    assert 10 < saved["global_step"] < 400  # saved at the preemption, not only at the periodic save
+    assert f"at step {saved['global_step']}" in output
+
+    restart = [*command[:-4], "--trainer.max_steps", str(saved["global_step"] + 5), "--ckpt_path", "last"]
+    finished = subprocess.run(restart, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert f"resuming from {Path('runs/quickstart/version_0/checkpoints/last.ckpt')}" in finished.stdout
+    assert torch.load(last, weights_only=True)["global_step"] == saved["global_step"] + 5
+
+
+def test_resumable_checkpoint_installs_the_atomic_writer(tmp_path: Path) -> None:
+    import lightning as L
+
+    trainer = L.Trainer(callbacks=[ResumableCheckpoint(dirpath=tmp_path)], logger=False, accelerator="cpu")
+    trainer.checkpoint_callback.setup(trainer, L.LightningModule(), "fit")
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
