@@ -5,7 +5,8 @@ A recipe names a task (``model``), a data module (``data``) and trainer settings
 
 * links from the data module into the task: ``num_classes`` and ``in_chans`` come from the data, so recipes
   do not repeat them;
-* TensorBoard logging under ``runs/<recipe>/version_N`` and a rich progress bar by default; the resolved
+* TensorBoard logging under ``runs/<recipe>/version_N``, a rich progress bar, a learning-rate monitor and the
+  non-finite loss guard by default; the resolved
   config (with the seed actually used) is saved there and never overwritten;
 * a ``checkpoint`` section for :class:`zoo.callbacks.ResumableCheckpoint`, which keeps the best checkpoint by
   the task's default metric plus ``last.ckpt``, writes atomically, and saves ``last.ckpt`` on SIGTERM;
@@ -26,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from zoo.callbacks.checkpoint import ResumableCheckpoint, check_checkpoint_file
+from zoo.callbacks.guards import StopOnNonFiniteLoss
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
@@ -133,12 +135,25 @@ class ZooLightningCLI(LightningCLI):
             if monitor is not None:
                 config.checkpoint.monitor, config.checkpoint.mode = monitor
 
-    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:  # noqa: D102
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """Add the default callbacks a recipe did not configure itself.
+
+        A rich progress bar (unless disabled), a learning-rate monitor (when there is a logger) and the
+        non-finite loss guard.
+        """
         trainer_config = self._get(self.config_init, "trainer", default={})
-        callbacks = trainer_config.get("callbacks") or []
-        wants_bar = trainer_config.get("enable_progress_bar") is not False
-        if wants_bar and not any(isinstance(cb, ProgressBar) for cb in callbacks):
-            trainer_config["callbacks"] = [*callbacks, RichProgressBar()]
+        callbacks = list(trainer_config.get("callbacks") or [])
+
+        def missing(kind: type) -> bool:
+            return not any(isinstance(cb, kind) for cb in callbacks)
+
+        if trainer_config.get("enable_progress_bar") is not False and missing(ProgressBar):
+            callbacks.append(RichProgressBar())
+        if trainer_config.get("logger") not in (False, None) and missing(LearningRateMonitor):
+            callbacks.append(LearningRateMonitor(logging_interval="step"))
+        if missing(StopOnNonFiniteLoss):
+            callbacks.append(StopOnNonFiniteLoss())
+        trainer_config["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:

@@ -2,6 +2,19 @@
 
 from zoo.callbacks.checkpoint import AtomicCheckpointIO, ResumableCheckpoint, check_checkpoint_file
 from zoo.callbacks.ema import EMA
+from zoo.callbacks.finetuning import FreezeBackbone
+from zoo.callbacks.guards import NonFiniteLossError, StopOnNonFiniteLoss
 from zoo.callbacks.mixup import MixupCutmix
+from zoo.callbacks.throughput import ThroughputMonitor
 
-__all__ = ["EMA", "AtomicCheckpointIO", "MixupCutmix", "ResumableCheckpoint", "check_checkpoint_file"]
+__all__ = [
+    "EMA",
+    "AtomicCheckpointIO",
+    "FreezeBackbone",
+    "MixupCutmix",
+    "NonFiniteLossError",
+    "ResumableCheckpoint",
+    "StopOnNonFiniteLoss",
+    "ThroughputMonitor",
+    "check_checkpoint_file",
+]

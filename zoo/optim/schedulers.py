@@ -22,7 +22,9 @@ class WarmupCosineLR(LRScheduler):
         f(t) = (t + 1) / W                                  for t < W
         f(t) = m + (1 - m) * (1 + cos(pi * p)) / 2,         p = min(1, (t - W) / (T - W))   otherwise
 
-    where ``W`` is the number of warm-up steps, ``T`` the total and ``m`` the floor ratio.
+    where ``W`` is the number of warm-up steps, ``T`` the total and ``m`` the floor ratio. Parameter groups
+    added to the optimizer later (as fine-tuning callbacks do when they unfreeze layers) follow the same curve
+    from their ``initial_lr``.
 
     Args:
         optimizer: The wrapped optimizer.
@@ -68,7 +70,12 @@ class WarmupCosineLR(LRScheduler):
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def get_lr(self) -> list[float]:  # noqa: D102
+        # Groups added after construction (e.g. a backbone unfrozen for fine-tuning) join the schedule from
+        # their ``initial_lr``, or, without one, as if their current rate were this step's point on the curve.
         factor = self.lr_factor(self.last_epoch)
+        for group in self.optimizer.param_groups[len(self.base_lrs) :]:
+            group.setdefault("initial_lr", group["lr"] / factor if factor > 0 else group["lr"])
+            self.base_lrs.append(group["initial_lr"])
         return [base_lr * factor for base_lr in self.base_lrs]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from zoo.optim import build_lr_scheduler, param_groups_weight_decay
+from zoo.optim import build_lr_scheduler, build_optimizer
 from zoo.registry import create_model, model_info
 
 __all__ = ["ImageClassifier"]
@@ -49,6 +50,9 @@ class ImageClassifier(L.LightningModule):
         lr_scheduler_interval: Step the scheduler every optimiser ``"step"`` or every ``"epoch"``.
         compile: Compile the backbone with ``torch.compile`` (in place, so checkpoint keys do not change).
         channels_last: Use the channels-last memory format, faster for convolutions on tensor cores.
+        layer_decay: Layer-wise learning-rate decay for fine-tuning (BEiT; timm's ``param_groups_layer_decay``):
+            each layer closer to the input learns ``layer_decay`` times slower than the next. Needs a backbone
+            with timm's ``group_matcher``; ``None`` trains every layer at the same rate.
 
     Shapes:
         ``forward``: ``(B, in_chans, H, W)`` -> logits ``(B, num_classes)``.
@@ -69,10 +73,13 @@ class ImageClassifier(L.LightningModule):
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
         compile: bool = False,
         channels_last: bool = False,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if layer_decay is not None and not 0 < layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
         if lr_scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
         ignore = ["optimizer", "lr_scheduler"] + (["backbone"] if isinstance(backbone, nn.Module) else [])
@@ -86,6 +93,12 @@ class ImageClassifier(L.LightningModule):
         self.lr_scheduler_interval = lr_scheduler_interval
         self.compile_backbone = compile
         self.channels_last = channels_last
+        self.layer_decay = layer_decay
+        if layer_decay is not None and not hasattr(self.backbone, "group_matcher"):
+            raise ValueError(
+                f"layer_decay needs a backbone that splits into layers (timm's group_matcher); "
+                f"{self.backbone_name!r} has none"
+            )
         self._configured = False
         self.train_batch_transforms: list[Callable[[Any], Any]] = []
         top_k = {"acc1": 1, "acc5": 5} if self.num_classes > 5 else {"acc1": 1}
@@ -183,9 +196,28 @@ class ImageClassifier(L.LightningModule):
         metrics.update(logits, _hard_labels(targets))
         self.log_dict(metrics, prog_bar=True)
 
+    def training_flops(self, batch: Any) -> int:
+        """FLOPs of one training step (forward and backward) on a batch shaped like ``batch``.
+
+        Counted with ``torch.utils.flop_counter`` on a copy of the backbone on the meta device, so nothing is
+        computed or allocated; used by ``zoo.callbacks.ThroughputMonitor`` for FLOP/s and utilisation.
+        """
+        from lightning.fabric.utilities.throughput import measure_flops
+
+        images = batch[0].to("meta")
+        if isinstance(self.hparams.get("backbone"), str):
+            with torch.device("meta"):
+                model = create_model(
+                    self.hparams["backbone"], num_classes=self.num_classes, in_chans=self.in_chans,
+                    **(self.hparams.get("backbone_kwargs") or {}),
+                )  # fmt: skip
+        else:
+            model = copy.deepcopy(self.backbone).to("meta")
+        return int(measure_flops(model, lambda: model(images), loss_fn=torch.Tensor.sum))
+
     def configure_optimizers(self) -> Any:
-        """Optimizer over weight-decay groups, and the scheduler stepped per ``lr_scheduler_interval``."""
-        optimizer = self.optimizer_factory(param_groups_weight_decay(self.backbone))
+        """Optimizer over weight-decay (and layer-decay) groups, and the scheduler stepped per interval."""
+        optimizer = build_optimizer(self.optimizer_factory, self.backbone, self.layer_decay)
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = build_lr_scheduler(self.lr_scheduler_factory, optimizer, self.trainer.estimated_stepping_batches)
