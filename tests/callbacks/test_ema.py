@@ -161,5 +161,9 @@ def test_decay_outside_the_open_unit_interval_is_rejected(decay: float) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Lightning's FSDP needs a CUDA device")
 def test_fsdp_is_refused_with_the_reason(tiny_task, tiny_loader, trainer_factory) -> None:
     trainer = trainer_factory(accelerator="cuda", strategy="fsdp", max_steps=1, callbacks=[EMA()])
-    with pytest.raises(RuntimeError, match=r"EMA does not support FSDPStrategy.*Train with DDP"):
-        trainer.fit(tiny_task, tiny_loader)
+    try:
+        with pytest.raises(RuntimeError, match=r"EMA does not support FSDPStrategy.*Train with DDP"):
+            trainer.fit(tiny_task, tiny_loader)
+    finally:  # FSDP set up a process group; later single-process tests must not inherit it
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
