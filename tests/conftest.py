@@ -6,6 +6,7 @@ import os
 import tarfile
 from pathlib import Path
 
+import lightning as L
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,3 +65,36 @@ def image_tree(tmp_path: Path) -> Path:
     extract_image_tree(root, per_class=8, splits=("train",))
     extract_image_tree(root, per_class=4, splits=("test",))
     return root
+
+
+def quiet_trainer(root: Path, **overrides) -> L.Trainer:
+    """A real CPU Lightning trainer that prints and saves nothing unless asked."""
+    settings = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "default_root_dir": root,
+    }
+    return L.Trainer(**{**settings, **overrides})
+
+
+@pytest.fixture
+def trainer_factory(tmp_path: Path):
+    """``trainer_factory(max_steps=2, ...)`` builds a :func:`quiet_trainer` rooted in the test's folder."""
+    return lambda **overrides: quiet_trainer(tmp_path, **overrides)
+
+
+@pytest.fixture
+def quick_fit() -> list[str]:
+    """`zoo fit` arguments that keep a quickstart run to seconds: small batches, few eval batches, no bars."""
+    return [
+        "--trainer.limit_val_batches", "2",
+        "--trainer.limit_test_batches", "2",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--data.init_args.batch_size", "16",
+        "--data.init_args.num_workers", "0",
+    ]  # fmt: skip

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -40,21 +37,3 @@ def tiny_loader() -> DataLoader:
     images = torch.randn(16, 1, 8, 8, generator=generator)
     labels = torch.randint(0, 3, (16,), generator=generator)
     return DataLoader(TensorDataset(images, labels), batch_size=4)
-
-
-def make_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    defaults = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "enable_checkpointing": False,
-        "default_root_dir": tmp_path,
-    }
-    return L.Trainer(**{**defaults, **kwargs})
-
-
-@pytest.fixture
-def trainer_factory(tmp_path: Path):
-    return lambda **kwargs: make_trainer(tmp_path, **kwargs)

@@ -13,15 +13,10 @@ import yaml
 from zoo.callbacks import AtomicCheckpointIO, ResumableCheckpoint, check_checkpoint_file
 from zoo.lightning_cli import ZooLightningCLI
 
-QUICK = [
-    "--trainer.limit_val_batches", "2",
-    "--trainer.limit_test_batches", "2",
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false",
-    "--data.init_args.batch_size", "16",
-    "--data.init_args.num_workers", "0",
-    "--test_after_fit", "false",
-]  # fmt: skip
+
+@pytest.fixture
+def quick(quick_fit: list[str]) -> list[str]:
+    return [*quick_fit, "--test_after_fit", "false"]
 
 
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
@@ -89,10 +84,10 @@ def test_cli_rejects_a_bad_ckpt_path_before_doing_anything(
 
 
 def test_ckpt_path_last_resumes_in_the_same_run_folder(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick: list[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    recipe = ["--config", str(repo / "recipes/quickstart.yaml"), *QUICK, "--trainer.limit_train_batches", "4"]
+    recipe = ["--config", str(repo / "recipes/quickstart.yaml"), *quick, "--trainer.limit_train_batches", "4"]
     fresh = ZooLightningCLI(args=["fit", *recipe, "--trainer.max_epochs", "1", "--ckpt_path", "last"])
     assert fresh.trainer.global_step == 4  # nothing to resume yet: a new run
     resumed = ZooLightningCLI(args=["fit", *recipe, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
@@ -106,9 +101,11 @@ def test_ckpt_path_last_resumes_in_the_same_run_folder(
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_resumable_checkpoint_and_restart_finishes(repo: Path, tmp_path: Path) -> None:
+def test_sigterm_saves_a_resumable_checkpoint_and_restart_finishes(
+    repo: Path, tmp_path: Path, quick: list[str]
+) -> None:
     command = [
-        sys.executable, "-m", "zoo", "fit", "--config", str(repo / "recipes/quickstart.yaml"), *QUICK,
+        sys.executable, "-m", "zoo", "fit", "--config", str(repo / "recipes/quickstart.yaml"), *quick,
         "--trainer.max_steps", "400", "--checkpoint.every_n_train_steps", "10", "--ckpt_path", "last",
     ]  # fmt: skip
     job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -29,18 +29,7 @@ def _images(n: int = 32, seed: int = 0) -> DataLoader:
     return DataLoader(TensorDataset(images, labels), batch_size=8)
 
 
-def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    defaults = {
-        "accelerator": "cpu",
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "enable_checkpointing": False,
-    }
-    return L.Trainer(**{**defaults, "default_root_dir": tmp_path, **kwargs})
-
-
-def test_freeze_backbone_trains_only_the_head_then_everything_at_a_lower_rate(tmp_path: Path) -> None:
+def test_freeze_backbone_trains_only_the_head_then_everything_at_a_lower_rate(trainer_factory) -> None:
     task = ImageClassifier(
         "resnet18_cifar",
         optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=5e-4),
@@ -62,8 +51,8 @@ def test_freeze_backbone_trains_only_the_head_then_everything_at_a_lower_rate(tm
                 }
             )
 
-    trainer = _trainer(
-        tmp_path, max_epochs=3, callbacks=[FreezeBackbone(unfreeze_at_epoch=1, backbone_lr_ratio=0.1), Spy()]
+    trainer = trainer_factory(
+        max_epochs=3, callbacks=[FreezeBackbone(unfreeze_at_epoch=1, backbone_lr_ratio=0.1), Spy()]
     )
     trainer.fit(task, _images())
     assert seen[0]["fc_moved"] and not seen[0]["layer1_moved"]  # epoch 0: the head only
@@ -88,7 +77,9 @@ def test_layer_decay_scales_rates_from_head_to_stem() -> None:
         ImageClassifier("resnet18_cifar", layer_decay=1.5)
 
 
-def test_non_finite_loss_stops_before_the_optimizer_step_and_names_the_checkpoint(tmp_path: Path) -> None:
+def test_non_finite_loss_stops_before_the_optimizer_step_and_names_the_checkpoint(
+    tmp_path: Path, trainer_factory
+) -> None:
     task = ImageClassifier("speedrun_net_tiny", optimizer=partial(torch.optim.SGD, lr=0.1))
 
     class PoisonThirdBatch(L.Callback):
@@ -103,8 +94,7 @@ def test_non_finite_loss_stops_before_the_optimizer_step_and_names_the_checkpoin
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             snapshot.update({k: v.clone() for k, v in pl_module.backbone.named_parameters()})
 
-    trainer = _trainer(
-        tmp_path,
+    trainer = trainer_factory(
         max_steps=10,
         enable_checkpointing=True,
         callbacks=[PoisonThirdBatch(), StopOnNonFiniteLoss(), Snapshot(), checkpoint],
@@ -116,11 +106,11 @@ def test_non_finite_loss_stops_before_the_optimizer_step_and_names_the_checkpoin
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 2  # left as it was
 
 
-def test_throughput_monitor_logs_samples_and_flops_per_second(tmp_path: Path) -> None:
+def test_throughput_monitor_logs_samples_and_flops_per_second(tmp_path: Path, trainer_factory) -> None:
     task = ImageClassifier("speedrun_net_tiny")
     logger = CSVLogger(tmp_path)
-    trainer = _trainer(
-        tmp_path, max_steps=4, logger=logger, log_every_n_steps=1, callbacks=[ThroughputMonitor(window_size=2)]
+    trainer = trainer_factory(
+        max_steps=4, logger=logger, log_every_n_steps=1, callbacks=[ThroughputMonitor(window_size=2)]
     )
     trainer.fit(task, _images())
     metrics = (Path(logger.log_dir) / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -138,7 +128,7 @@ def test_throughput_monitor_logs_samples_and_flops_per_second(tmp_path: Path) ->
         ),
     ],
 )
-def test_gradient_clipping_holds_under_mixed_precision(precision: str, accelerator: str, tmp_path: Path) -> None:
+def test_gradient_clipping_holds_under_mixed_precision(precision: str, accelerator: str, trainer_factory) -> None:
     task = ImageClassifier("speedrun_net_tiny", optimizer=partial(torch.optim.SGD, lr=10.0))
     norms = []
 
@@ -150,8 +140,7 @@ def test_gradient_clipping_holds_under_mixed_precision(precision: str, accelerat
 
             trainer.optimizers[0].register_step_post_hook(after_step)
 
-    trainer = _trainer(
-        tmp_path,
+    trainer = trainer_factory(
         max_steps=3,
         precision=precision,
         accelerator=accelerator,

@@ -14,16 +14,11 @@ from zoo.lightning_cli import ZooLightningCLI
 
 HEAVY = ("torch", "lightning", "timm", "transformers", "diffusers", "torch_geometric", "onnxruntime", "tensorboard")
 
-# A few steps of the quickstart recipe: enough to exercise every part of `zoo fit`.
-FEW_STEPS = [
-    "--trainer.max_steps", "3",
-    "--trainer.limit_val_batches", "2",
-    "--trainer.limit_test_batches", "2",
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false",
-    "--data.init_args.batch_size", "16",
-    "--data.init_args.num_workers", "0",
-]  # fmt: skip
+
+@pytest.fixture
+def few_steps(quick_fit: list[str]) -> list[str]:
+    """A few steps of the quickstart recipe: enough to exercise every part of `zoo fit`."""
+    return [*quick_fit, "--trainer.max_steps", "3"]
 
 
 def _python(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -78,10 +73,14 @@ def test_models_unknown_family_is_an_error(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_fit_links_data_into_model_saves_config_and_reports(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    few_steps: list[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    cli = ZooLightningCLI(args=["fit", "--config", str(repo / "recipes/quickstart.yaml"), *FEW_STEPS])
+    cli = ZooLightningCLI(args=["fit", "--config", str(repo / "recipes/quickstart.yaml"), *few_steps])
     assert cli.model.num_classes == 10 and cli.model.in_chans == 3  # linked from the data module
     run_dir = tmp_path / "runs" / "quickstart" / "version_0"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -98,18 +97,20 @@ def test_fit_links_data_into_model_saves_config_and_reports(
 
 
 def test_random_seed_is_recorded_in_the_saved_config(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few_steps: list[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    args = ["fit", "--config", str(repo / "recipes/quickstart.yaml"), "--seed_everything", "true", *FEW_STEPS]
+    args = ["fit", "--config", str(repo / "recipes/quickstart.yaml"), "--seed_everything", "true", *few_steps]
     ZooLightningCLI(args=[*args, "--test_after_fit", "false"])
     config = yaml.safe_load((tmp_path / "runs/quickstart/version_0/config.yaml").read_text())
     assert isinstance(config["seed_everything"], int) and not isinstance(config["seed_everything"], bool)
 
 
-def test_saved_config_is_never_overwritten(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_saved_config_is_never_overwritten(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few_steps: list[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
-    args = ["fit", "--config", str(repo / "recipes/quickstart.yaml"), *FEW_STEPS, "--test_after_fit", "false"]
+    args = ["fit", "--config", str(repo / "recipes/quickstart.yaml"), *few_steps, "--test_after_fit", "false"]
     args += ["--trainer.logger.init_args.version", "fixed"]
     ZooLightningCLI(args=args)
     saved = (tmp_path / "runs/quickstart/fixed/config.yaml").read_text()
@@ -168,10 +169,10 @@ def test_fit_without_recipe_links_greyscale_data_and_skips_missing_test_split(
 
 
 def test_validate_test_and_predict_from_a_checkpoint(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few_steps: list[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    recipe = ["--config", str(repo / "recipes/quickstart.yaml"), *FEW_STEPS]
+    recipe = ["--config", str(repo / "recipes/quickstart.yaml"), *few_steps]
     ZooLightningCLI(args=["fit", *recipe, "--test_after_fit", "false"])
     ckpt = str(tmp_path / "runs/quickstart/version_0/checkpoints/last.ckpt")
     validated = ZooLightningCLI(args=["validate", *recipe, "--ckpt_path", ckpt])

@@ -14,18 +14,6 @@ from zoo.optim import WarmupCosineLR
 from zoo.tasks import ImageClassifier
 
 
-def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    defaults = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "default_root_dir": tmp_path,
-    }
-    return L.Trainer(**{**defaults, **kwargs})
-
-
 def _loader(images: torch.Tensor, targets: torch.Tensor, batch_size: int = 8) -> DataLoader:
     return DataLoader(TensorDataset(images, targets), batch_size=batch_size)
 
@@ -37,10 +25,10 @@ def random_batches() -> DataLoader:
 
 
 def test_fit_with_real_trainer_logs_metrics_and_saves_weights_only_checkpoint(
-    tmp_path: Path, random_batches: DataLoader
+    tmp_path: Path, random_batches: DataLoader, trainer_factory
 ) -> None:
     model = ImageClassifier("speedrun_net_tiny", num_classes=10)
-    trainer = _trainer(tmp_path, max_epochs=2, enable_checkpointing=True)
+    trainer = trainer_factory(max_epochs=2, enable_checkpointing=True)
     trainer.fit(model, random_batches, random_batches)
     metrics = trainer.callback_metrics
     assert {"train/loss", "train/acc1", "val/loss", "val/acc1", "val/acc5"} <= set(metrics)
@@ -53,13 +41,13 @@ def test_fit_with_real_trainer_logs_metrics_and_saves_weights_only_checkpoint(
         assert torch.equal(restored.backbone.state_dict()[key], value), key
 
 
-def test_overfits_a_small_batch(tmp_path: Path) -> None:
+def test_overfits_a_small_batch(trainer_factory) -> None:
     torch.manual_seed(0)
     loader = _loader(torch.randn(16, 3, 32, 32), torch.arange(16) % 4, batch_size=16)
     model = ImageClassifier(
         "speedrun_net_tiny", num_classes=4, optimizer=partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.0)
     )
-    trainer = _trainer(tmp_path, max_steps=60, enable_checkpointing=False)
+    trainer = trainer_factory(max_steps=60)
     trainer.fit(model, loader)
     trainer.validate(model, loader, verbose=False)
     assert trainer.callback_metrics["val/acc1"] == 1.0
@@ -79,7 +67,7 @@ def test_soft_targets_and_label_smoothing_follow_cross_entropy() -> None:
     assert torch.allclose(model.loss(logits, soft), -(soft * logits.log_softmax(dim=1)).sum(1).mean(), atol=1e-6)
 
 
-def test_train_batch_transforms_run_before_the_forward_and_labels_drive_metrics(tmp_path: Path) -> None:
+def test_train_batch_transforms_run_before_the_forward_and_labels_drive_metrics(trainer_factory) -> None:
     torch.manual_seed(0)
     images, labels = torch.randn(16, 3, 32, 32), torch.arange(16) % 10
     model = ImageClassifier("speedrun_net_tiny")
@@ -90,17 +78,17 @@ def test_train_batch_transforms_run_before_the_forward_and_labels_drive_metrics(
         return batch[0], torch.nn.functional.one_hot(batch[1], 10).float(), batch[1]
 
     model.train_batch_transforms.append(to_soft)
-    trainer = _trainer(tmp_path, max_steps=2, enable_checkpointing=False)
+    trainer = trainer_factory(max_steps=2)
     trainer.fit(model, _loader(images, labels))
     assert len(seen) == 2 and torch.equal(seen[0], labels[:8])
     assert 0 <= trainer.callback_metrics["train/acc1"] <= 1
 
 
-def test_training_accepts_soft_targets(tmp_path: Path) -> None:
+def test_training_accepts_soft_targets(trainer_factory) -> None:
     torch.manual_seed(0)
     soft = torch.softmax(torch.randn(16, 10), dim=1)
     model = ImageClassifier("speedrun_net_tiny")
-    trainer = _trainer(tmp_path, max_steps=2, enable_checkpointing=False)
+    trainer = trainer_factory(max_steps=2)
     trainer.fit(model, _loader(torch.randn(16, 3, 32, 32), soft))
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
 
@@ -117,7 +105,7 @@ def test_norm_and_bias_parameters_get_no_weight_decay() -> None:
     assert len(decayed["params"]) + len(exempt["params"]) == len(list(model.backbone.parameters()))
 
 
-def test_warmup_cosine_is_stepped_per_step_with_total_from_trainer(tmp_path: Path, random_batches: DataLoader) -> None:
+def test_warmup_cosine_is_stepped_per_step_with_total_from_trainer(trainer_factory, random_batches: DataLoader) -> None:
     base_lr = 0.1
     model = ImageClassifier(
         "speedrun_net_tiny",
@@ -130,7 +118,7 @@ def test_warmup_cosine_is_stepped_per_step_with_total_from_trainer(tmp_path: Pat
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    trainer = _trainer(tmp_path, max_epochs=2, callbacks=[RecordLR()], enable_checkpointing=False)
+    trainer = trainer_factory(max_epochs=2, callbacks=[RecordLR()])
     trainer.fit(model, random_batches)
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert scheduler.total_steps == 8  # 4 batches x 2 epochs, filled in from the trainer
@@ -138,19 +126,19 @@ def test_warmup_cosine_is_stepped_per_step_with_total_from_trainer(tmp_path: Pat
     assert seen[:4] == pytest.approx([0.05, 0.1, 0.1, 0.1 * (0.5 + 0.5 * math.cos(math.pi / 6))])
 
 
-def test_channels_last_switch(tmp_path: Path, random_batches: DataLoader) -> None:
+def test_channels_last_switch(trainer_factory, random_batches: DataLoader) -> None:
     model = ImageClassifier("speedrun_net_tiny", channels_last=True)
-    trainer = _trainer(tmp_path, max_steps=1, enable_checkpointing=False)
+    trainer = trainer_factory(max_steps=1)
     trainer.fit(model, random_batches)
     conv = model.backbone.stem[0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
 
 
 @pytest.mark.slow
-def test_compile_switch_trains_and_keeps_checkpoint_keys(tmp_path: Path, random_batches: DataLoader) -> None:
+def test_compile_switch_trains_and_keeps_checkpoint_keys(trainer_factory, random_batches: DataLoader) -> None:
     model = ImageClassifier("speedrun_net_tiny", compile=True)
     keys = set(model.state_dict())
-    trainer = _trainer(tmp_path, max_steps=2, enable_checkpointing=False)
+    trainer = trainer_factory(max_steps=2)
     trainer.fit(model, random_batches)
     assert model.backbone._compiled_call_impl is not None
     assert set(model.state_dict()) == keys
@@ -166,16 +154,16 @@ def test_module_backbone_and_num_classes_checks() -> None:
         ImageClassifier(backbone, num_classes=10)
 
 
-def test_label_outside_num_classes_is_named(tmp_path: Path) -> None:
+def test_label_outside_num_classes_is_named(trainer_factory) -> None:
     loader = _loader(torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 3, 4, 5, 6, 12]))
-    trainer = _trainer(tmp_path, max_steps=1, enable_checkpointing=False)
+    trainer = trainer_factory(max_steps=1)
     with pytest.raises(ValueError, match=r"label 12 is outside \[0, num_classes=10\)"):
         trainer.fit(ImageClassifier("speedrun_net_tiny"), loader)
 
 
-def test_wrong_channel_count_is_named(tmp_path: Path) -> None:
+def test_wrong_channel_count_is_named(trainer_factory) -> None:
     loader = _loader(torch.randn(8, 1, 32, 32), torch.zeros(8, dtype=torch.long))
-    trainer = _trainer(tmp_path, max_steps=1, enable_checkpointing=False)
+    trainer = trainer_factory(max_steps=1)
     with pytest.raises(ValueError, match=r"images of shape \(8, 1, 32, 32\).*expects \(B, 3, H, W\)"):
         trainer.fit(ImageClassifier("speedrun_net_tiny"), loader)
 
