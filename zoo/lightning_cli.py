@@ -185,7 +185,15 @@ def run_training_command(args: list[str]) -> None:
     # Lightning's own use of a deprecated torch API; nothing a zoo user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
     # LightningCLI warns when given args while sys.argv holds others; from the console they are the same.
-    ZooLightningCLI(args=None if args == sys.argv[1:] else args)
+    try:
+        ZooLightningCLI(args=None if args == sys.argv[1:] else args)
+    finally:
+        # Lightning leaves the process group of a multi-process run alive; tearing it down at interpreter
+        # exit instead can abort the process ("terminate called without an active exception").
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @rank_zero_only

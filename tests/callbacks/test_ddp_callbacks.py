@@ -32,6 +32,7 @@ trainer = L.Trainer(
     callbacks=[ema, MixupCutmix(), SaveAverage(), ModelCheckpoint(dirpath=f"{out}/ckpt", save_last=True)],
 )
 trainer.fit(ImageClassifier("speedrun_net_tiny"), CIFAR10DataModule(variant="mini", batch_size=16, num_workers=0))
+torch.distributed.destroy_process_group()
 """
 
 
