@@ -5,7 +5,7 @@
 
 Each recipe runs in-process through the same LightningCLI as ``zoo fit``; arguments after ``--`` are passed
 to every run. One JSON object per recipe is appended to ``--out`` and printed: the recipe, the command,
-test metrics, best validation score, wall time, and the device, torch and Lightning versions.
+final test and validation metrics, best validation score, wall time, and the device, torch and Lightning versions.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def run_recipe(recipe: str, extra: list[str]) -> dict[str, object]:
         "recipe": recipe,
         "command": "zoo " + " ".join(args),
         "test": {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
+        "val": {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
         "best_val": None
         if checkpoint is None or checkpoint.best_model_score is None
         else round(float(checkpoint.best_model_score), 4),

@@ -37,7 +37,7 @@ def _models_table() -> str:
 
 def _results_table() -> str:
     rows = [
-        "| recipe | test acc1 | best val acc1 | epochs | wall time | hardware | command |",
+        "| recipe | result | best monitored | epochs | wall time | hardware | command |",
         "|---|---|---|---|---|---|---|",
     ]
     for path in sorted((REPO / "benchmarks" / "results").glob("*.jsonl")):
@@ -45,9 +45,13 @@ def _results_table() -> str:
             r = json.loads(line)
             hw = r["hardware"]
             device = f"{hw.get('gpu', hw['cpu'])}, torch {hw['torch']}"
-            best = f"{r['best_val']:.2%}" if r.get("best_val") is not None else "-"
+            if "test/acc1" in r["test"]:
+                result, best = f"test acc1 {r['test']['test/acc1']:.2%}", r.get("best_val")
+                best = f"val acc1 {best:.2%}" if best is not None else "-"
+            else:
+                result, best = f"val loss {r['val']['val/loss']:.3f}", f"val loss {r['best_val']:.3f}"
             rows.append(
-                f"| `{r['recipe']}` | {r['test']['test/acc1']:.2%} | {best} | {r['epochs']} | {r['wall_s']:.0f} s "
+                f"| `{r['recipe']}` | {result} | {best} | {r['epochs']} | {r['wall_s']:.0f} s "
                 f"| {device} | `{r['command']}` |"
             )
     return "\n".join(rows)

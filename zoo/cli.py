@@ -21,6 +21,7 @@ TRAINING_COMMANDS = {
 }
 OTHER_COMMANDS = {
     "models": "list registered models with family, task, parameters, input and recipe",
+    "generate": "print text sampled from a language-model checkpoint",
 }
 
 _HELP = """\
@@ -36,6 +37,7 @@ examples:
   zoo fit --config recipes/cifar10/resnet18.yaml --trainer.devices 2 --trainer.strategy ddp
   zoo test --config recipes/cifar10/resnet18.yaml --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt
   zoo models --family cnn
+  zoo generate --ckpt_path runs/shakespeare/gpt_nano/version_0/checkpoints/last.ckpt --prompt "ROMEO:"
 
 Run `zoo <command> --help` for the options of a command (training commands list every recipe key).
 """
@@ -63,6 +65,10 @@ def main(argv: list[str] | None = None) -> None:
         run_training_command(args)
     elif command == "models":
         _models_command(rest)
+    elif command == "generate":
+        from zoo.generate import run_generate_command
+
+        run_generate_command(rest)
     else:
         close = difflib.get_close_matches(command, [*TRAINING_COMMANDS, *OTHER_COMMANDS], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

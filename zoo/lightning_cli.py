@@ -3,8 +3,8 @@
 A recipe names a task (``model``), a data module (``data``) and trainer settings, as LightningCLI
 ``class_path``/``init_args``. On top of plain LightningCLI this adds:
 
-* links from the data module into the task: ``num_classes`` and ``in_chans`` come from the data, so recipes
-  do not repeat them;
+* links from the data module into the task: ``num_classes``, ``in_chans``, ``vocab_size`` and ``block_size``
+  come from the data where the task takes them, so recipes do not repeat them;
 * TensorBoard logging under ``runs/<recipe>/version_N``, a rich progress bar, a learning-rate monitor and the
   non-finite loss guard by default; the resolved
   config (with the seed actually used) is saved there and never overwritten;
@@ -19,9 +19,11 @@ A recipe names a task (``model``), a data module (``data``) and trainer settings
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 import warnings
+from functools import partial
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,10 @@ _TRAINER_DEFAULTS = {
         "init_args": {"save_dir": RUNS_DIR, "name": None},
     },
 }
-# Data module attributes linked into the task's init arguments of the same name.
-DATA_TO_MODEL_LINKS = ("num_classes", "in_chans")
+# Data module attributes linked into the task's init arguments of the same name, where both exist: a task
+# without such an argument ignores the link, and a data module without the attribute passes None (the
+# task's "use the default").
+DATA_TO_MODEL_LINKS = ("num_classes", "in_chans", "vocab_size", "block_size")
 
 
 class ZooLightningCLI(LightningCLI):
@@ -79,10 +83,18 @@ class ZooLightningCLI(LightningCLI):
             "--test_after_fit",
             type=bool,
             default=True,
-            help="After `fit`, test the best checkpoint on the data module's test split (fit only).",
+            help=(
+                "After `fit`, test the best checkpoint on the data module's test split, or validate it when the "
+                "data has no test split (fit only)."
+            ),
         )
         for name in DATA_TO_MODEL_LINKS:
-            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+            parser.link_arguments(
+                "data",
+                f"model.init_args.{name}",
+                compute_fn=partial(_data_attribute, name=name),
+                apply_on="instantiate",
+            )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then name the run and resolve ``--ckpt_path`` before LightningCLI reads the checkpoint."""
@@ -135,6 +147,19 @@ class ZooLightningCLI(LightningCLI):
             if monitor is not None:
                 config.checkpoint.monitor, config.checkpoint.mode = monitor
 
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does, then forget links the chosen task does not take.
+
+        jsonargparse skips a link whose target the task lacks, but still records its value in the task's
+        hyperparameters, from which ``--ckpt_path`` would later pass it back to ``__init__``.
+        """
+        super().instantiate_classes()
+        accepted = inspect.signature(type(self.model).__init__).parameters
+        for name in DATA_TO_MODEL_LINKS:
+            if name not in accepted:
+                self.model.hparams.pop(name, None)
+                getattr(self.model, "_hparams_initial", {}).pop(name, None)
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Add the default callbacks a recipe did not configure itself.
 
@@ -165,9 +190,14 @@ class ZooLightningCLI(LightningCLI):
         trainer = self.trainer
         data = self.datamodule
         has_test = data is not None and getattr(data, "has_test_data", is_overridden("test_dataloader", data))
-        if self._subconfig().test_after_fit and has_test and not trainer.fast_dev_run and not trainer.interrupted:
-            ckpt_path = "best" if saved and checkpoint.best_model_path else None
-            results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+        if self._subconfig().test_after_fit and not trainer.fast_dev_run and not trainer.interrupted:
+            if has_test:
+                ckpt_path = "best" if saved and checkpoint.best_model_path else None
+                results = trainer.test(self.model, datamodule=data, ckpt_path=ckpt_path, verbose=False)[0]
+            elif data is not None and is_overridden("val_dataloader", data):
+                # No test split (e.g. a text corpus): report the best checkpoint on the validation split.
+                ckpt_path = "best" if saved and checkpoint.best_model_path else None
+                results = trainer.validate(self.model, datamodule=data, ckpt_path=ckpt_path, verbose=False)[0]
         lines = [f"zoo fit finished in {time.perf_counter() - self._started:.0f} s"]
         lines += [f"  {name:<22}{value:.4f}" for name, value in sorted(results.items())]
         lines += saved
@@ -199,6 +229,10 @@ def run_training_command(args: list[str]) -> None:
 @rank_zero_only
 def _print_on_rank_zero(text: str) -> None:
     print(text, flush=True)
+
+
+def _data_attribute(data: Any, name: str) -> Any:
+    return getattr(data, name, None)
 
 
 def _logger_init_args(config: Any) -> Any:

@@ -50,7 +50,7 @@ TASKS = (
 )
 
 # Importing one of these registers that family's models.
-_FAMILY_MODULES = {"cnn": "zoo.models.cnn"}
+_FAMILY_MODULES = {"cnn": "zoo.models.cnn", "transformer": "zoo.models.transformer"}
 # "<prefix>/<name>" is resolved by the module's `entry(name) -> ModelEntry`; `names(pattern)` lists its
 # models and `has(name)` says whether it knows a name.
 _PREFIX_PROVIDERS = {"timm": "zoo.models.timm_provider"}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -106,15 +107,18 @@ def test_sigterm_saves_a_resumable_checkpoint_and_restart_finishes(
 ) -> None:
     command = [
         sys.executable, "-m", "zoo", "fit", "--config", str(repo / "recipes/quickstart.yaml"), *quick,
+        "--data.init_args.num_workers", "2",  # the workers get the signal too, as under a scheduler
         "--trainer.max_steps", "400", "--checkpoint.every_n_train_steps", "10", "--ckpt_path", "last",
     ]  # fmt: skip
-    job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     last = tmp_path / "runs" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 120
     while not last.exists() and time.monotonic() < deadline:  # the periodic save at step 10
         time.sleep(0.05)
     time.sleep(1.0)  # let a few more steps run
-    job.send_signal(signal.SIGTERM)
+    os.killpg(job.pid, signal.SIGTERM)  # the whole job, loader workers included
     output, _ = job.communicate(timeout=120)
     saved = torch.load(last, weights_only=True)
     assert "SIGTERMException: saved" in output, output[-2000:]

@@ -7,34 +7,47 @@ import torch
 
 import zoo
 
-# Registered models, plus a sample of timm models reached through the "timm/" prefix.
-MODELS = [*zoo.list_models(), "timm/resnet18", "timm/convnext_atto"]
-TINY_SIDE = 32
+REGISTERED = zoo.list_models()
+# Registered image models, plus a sample of timm models reached through the "timm/" prefix.
+IMAGE_MODELS = [n for n in REGISTERED if "image_classification" in zoo.model_info(n).tasks]
+IMAGE_MODELS += ["timm/resnet18", "timm/convnext_atto"]
+LANGUAGE_MODELS = [n for n in REGISTERED if "language_modeling" in zoo.model_info(n).tasks]
+COVERED_TASKS = {"image_classification", "language_modeling"}
+TINY_SIDE, TINY_VOCAB, TINY_CONTEXT = 32, 11, 16
 
 
-def _tiny_input(name: str, batch_size: int = 2) -> torch.Tensor:
+def test_every_registered_task_has_a_contract_test_here() -> None:
+    tasks = {task for name in REGISTERED for task in zoo.model_info(name).tasks}
+    assert tasks <= COVERED_TASKS, f"add contract tests for {tasks - COVERED_TASKS}"
+
+
+def _tiny_image(name: str, batch_size: int = 2) -> torch.Tensor:
     shape = list(zoo.model_info(name).input_spec.shape)
     shape[-2:] = [TINY_SIDE, TINY_SIDE]
     return torch.randn(batch_size, *shape)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_forward_backward_reaches_every_parameter(name: str) -> None:
-    torch.manual_seed(0)
-    model = zoo.create_model(name, num_classes=7)
-    logits = model(_tiny_input(name))
-    assert logits.shape == (2, 7)
-    assert torch.isfinite(logits).all()
-    logits.logsumexp(dim=1).mean().backward()
+def _assert_every_parameter_learns(model: torch.nn.Module, output: torch.Tensor) -> None:
+    assert torch.isfinite(output).all()
+    output.logsumexp(dim=-1).mean().backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing}"
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_timm_style_surface(name: str) -> None:
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_image_model_forward_backward_reaches_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create_model(name, num_classes=7)
+    logits = model(_tiny_image(name))
+    assert logits.shape == (2, 7)
+    _assert_every_parameter_learns(model, logits)
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_image_model_timm_style_surface(name: str) -> None:
     model = zoo.create_model(name, num_classes=7).eval()
-    x = _tiny_input(name)
+    x = _tiny_image(name)
     features = model.forward_features(x)
     pooled = model.forward_head(features, pre_logits=True)
     assert pooled.shape == (2, model.num_features)
@@ -43,3 +56,37 @@ def test_timm_style_surface(name: str) -> None:
     assert model.num_classes == 3
     assert model(x).shape == (2, 3)
     assert model.get_classifier().out_features == 3
+
+
+def _tiny_language_model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return zoo.create_model(name, vocab_size=TINY_VOCAB, block_size=TINY_CONTEXT)
+
+
+@pytest.mark.parametrize("name", LANGUAGE_MODELS)
+def test_language_model_forward_backward_reaches_every_parameter(name: str) -> None:
+    model = _tiny_language_model(name)
+    tokens = torch.randint(0, TINY_VOCAB, (2, TINY_CONTEXT))
+    logits = model(tokens)
+    assert logits.shape == (2, TINY_CONTEXT, TINY_VOCAB)  # the vocab_size override is honoured
+    _assert_every_parameter_learns(model, logits)
+
+
+@pytest.mark.parametrize("name", LANGUAGE_MODELS)
+def test_language_model_is_causal(name: str) -> None:
+    model = _tiny_language_model(name).eval()
+    tokens = torch.randint(0, TINY_VOCAB, (1, TINY_CONTEXT))
+    changed = tokens.clone()
+    changed[0, 9] = (tokens[0, 9] + 1) % TINY_VOCAB
+    before, after = model(tokens), model(changed)
+    assert torch.allclose(before[:, :9], after[:, :9], atol=1e-6)  # earlier positions never see later tokens
+    assert not torch.allclose(before[:, 9:], after[:, 9:])
+
+
+@pytest.mark.parametrize("name", LANGUAGE_MODELS)
+def test_language_model_rejects_a_context_longer_than_its_maximum(name: str) -> None:
+    model = _tiny_language_model(name)
+    with pytest.raises(
+        ValueError, match=f"context of {TINY_CONTEXT + 1} tokens is longer than .*block_size={TINY_CONTEXT}"
+    ):
+        model(torch.zeros(1, TINY_CONTEXT + 1, dtype=torch.long))

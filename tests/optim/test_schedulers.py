@@ -44,13 +44,19 @@ def test_fractional_warmup_and_resume_from_state_dict() -> None:
     ("kwargs", "message"),
     [
         ({"total_steps": None}, "needs a finite total_steps"),
-        ({"total_steps": 10, "warmup_steps": 11}, "does not fit"),
+        ({"total_steps": 10, "warmup_steps": -1}, "warmup_steps must be >= 0"),
         ({"total_steps": 10, "min_lr_ratio": 2.0}, "min_lr_ratio"),
     ],
 )
 def test_bad_settings_are_named(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         WarmupCosineLR(_optimizer(), **kwargs)
+
+
+def test_warmup_longer_than_the_run_is_shortened_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match="warmup_steps=11 exceeds total_steps=10"):
+        scheduler = WarmupCosineLR(_optimizer(), total_steps=10, warmup_steps=11)
+    assert scheduler.warmup_steps == 10
 
 
 def test_total_steps_is_supplied_only_when_left_unset() -> None:

@@ -4,7 +4,17 @@ Every data module reads under ``root``, defaulting to ``$ZOO_DATA`` and then ``~
 derived files only under ``$ZOO_CACHE`` (default ``~/.cache/zoo``); see :mod:`zoo.data.paths`.
 """
 
+from zoo.data.base import ZooDataModule
 from zoo.data.paths import cache_dir, data_root
+from zoo.data.text import TextCorpusDataModule
 from zoo.data.vision import CIFAR10DataModule, ImageFolderDataModule, VisionDataModule
 
-__all__ = ["CIFAR10DataModule", "ImageFolderDataModule", "VisionDataModule", "cache_dir", "data_root"]
+__all__ = [
+    "CIFAR10DataModule",
+    "ImageFolderDataModule",
+    "TextCorpusDataModule",
+    "VisionDataModule",
+    "ZooDataModule",
+    "cache_dir",
+    "data_root",
+]

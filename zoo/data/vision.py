@@ -14,17 +14,17 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from zoo.data.base import ZooDataModule
 from zoo.data.image_arrays import IMAGE_EXTENSIONS, ImageArrays, load_split_arrays
 from zoo.data.paths import cache_dir, data_root
-from zoo.data.sampling import AugmentedDataset, ResumableDataLoader, ResumableSampler
+from zoo.data.sampling import AugmentedDataset
 
 __all__ = ["ArrayImageDataset", "CIFAR10DataModule", "ImageFolderDataModule", "VisionDataModule"]
 
@@ -58,24 +58,15 @@ class ArrayImageDataset(Dataset):
         return torch.from_numpy(self.images[index]).permute(2, 0, 1), self.labels[index]
 
 
-class VisionDataModule(L.LightningDataModule):
-    """Loader settings and the validation split shared by the image data modules.
+class VisionDataModule(ZooDataModule):
+    """The validation split and image metadata shared by the image data modules.
 
     Args:
-        batch_size: Training batch size per device.
-        eval_batch_size: Validation/test batch size per device; defaults to twice ``batch_size``.
+        batch_size, eval_batch_size, num_workers, pin_memory, seed: See :class:`zoo.data.base.ZooDataModule`.
         val_split: Share (``0 < x < 1``) or number (``>= 1``) of training images held out for validation
             when the data has no validation split.
-        num_workers: Loader worker processes per device; ``None`` picks one fewer than the CPU cores
-            available to each device (at most 8).
-        pin_memory: Page-locked host batches; ``None`` means "when CUDA is available".
-        seed: Seed of the training order and augmentation; ``None`` takes the run's seed (``seed_everything``,
-            via ``PL_GLOBAL_SEED``), else 0. Every rank must use the same one.
         split_seed: Seed of the validation split, fixed so that the held-out images do not change with the
             training seed.
-
-    The training loader resumes mid-epoch exactly (see :mod:`zoo.data.sampling`): a run restored from a
-    checkpoint sees the same remaining samples, with the same augmentation, as an uninterrupted one.
     """
 
     def __init__(
@@ -88,23 +79,11 @@ class VisionDataModule(L.LightningDataModule):
         seed: int | None = None,
         split_seed: int = 0,
     ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, seed)
         if val_split < 0:
             raise ValueError(f"val_split must be >= 0 (a share below 1 or a count), got {val_split}")
-        if num_workers is not None and num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.val_split = val_split
-        self.num_workers = num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self._seed = seed
         self.split_seed = split_seed
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
 
     # What the model and export need to know; subclasses set these in __init__.
     num_classes: int
@@ -114,16 +93,6 @@ class VisionDataModule(L.LightningDataModule):
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
-    @property
-    def seed(self) -> int:
-        """The seed of the training order and augmentation (see ``seed`` above)."""
-        return self._seed if self._seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-
-    @property
-    def has_test_data(self) -> bool:
-        """Whether the data has a test split (``zoo fit`` tests after training only then)."""
-        return self.test_set is not None
-
     def _split_indices(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Seeded ``(train, val)`` index split of ``n`` training images."""
         n_val = round(self.val_split * n) if self.val_split < 1 else int(self.val_split)
@@ -131,59 +100,6 @@ class VisionDataModule(L.LightningDataModule):
             raise ValueError(f"val_split={self.val_split} leaves {n - n_val} of {n} images for training")
         order = np.random.default_rng(self.split_seed).permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-    def _workers(self) -> int:
-        if self.num_workers is not None:
-            return self.num_workers
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        devices = self.trainer.num_devices if self.trainer is not None else 1
-        return max(0, min(8, cpus // max(devices, 1) - 1))
-
-    def _loader(self, dataset: Dataset | None, stage: str, train: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError(f"{type(self).__name__}: no {stage} data (no such split, or setup() has not run)")
-        workers = self._workers()
-        settings = {
-            "num_workers": workers,
-            "pin_memory": self.pin_memory,
-            "persistent_workers": workers > 0,
-            # A private generator: creating an iterator then leaves the global random state alone.
-            "generator": torch.Generator().manual_seed(self.seed),
-        }
-        if not train:
-            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **settings)
-        trainer = self.trainer
-        sampler = ResumableSampler(
-            dataset,
-            num_replicas=trainer.world_size if trainer is not None else 1,
-            rank=trainer.global_rank if trainer is not None else 0,
-            seed=self.seed,
-        )
-        return ResumableDataLoader(
-            dataset,
-            sampler=sampler,
-            progress=self._training_progress,
-            batch_size=self.batch_size,
-            drop_last=len(sampler) > self.batch_size,
-            **settings,
-        )
-
-    def _training_progress(self) -> tuple[int, int]:
-        """``(epoch, batches trained in it)`` from the trainer's loop, for the loader's checkpoint state."""
-        loop = self.trainer.fit_loop
-        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
-
-    def train_dataloader(self) -> DataLoader:  # noqa: D102
-        return self._loader(self.train_set, "train", train=True)
-
-    def val_dataloader(self) -> DataLoader:  # noqa: D102
-        return self._loader(self.val_set, "validation", train=False)
-
-    def test_dataloader(self) -> DataLoader:  # noqa: D102
-        return self._loader(self.test_set, "test", train=False)
-
-    def predict_dataloader(self) -> DataLoader:  # noqa: D102
-        return self._loader(self.test_set, "predict", train=False)
 
 
 class CIFAR10DataModule(VisionDataModule):
@@ -206,6 +122,9 @@ class CIFAR10DataModule(VisionDataModule):
         variant: ``"full"`` (50,000 training / 10,000 test images) or ``"mini"``.
         download: Download with torchvision when the data is not found.
         augment: Random crop (4 pixels, reflect padding) and horizontal flip for training.
+        auto_augment: Also apply torchvision's ``"trivialaugment"`` (TrivialAugmentWide) or ``"randaugment"``
+            to training images, as vision-transformer recipes need; ``None`` for none.
+        random_erasing: Probability of erasing a random rectangle of a training image (DeiT uses 0.25).
         batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed: See
             :class:`VisionDataModule`; repeated here so that ``zoo fit --help`` and recipe validation see them.
 
@@ -220,6 +139,8 @@ class CIFAR10DataModule(VisionDataModule):
         variant: Literal["full", "mini"] = "full",
         download: bool = False,
         augment: bool = True,
+        auto_augment: Literal["trivialaugment", "randaugment"] | None = None,
+        random_erasing: float = 0.0,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         val_split: float = 0.1,
@@ -234,7 +155,13 @@ class CIFAR10DataModule(VisionDataModule):
         self.root = root
         self.variant = variant
         self.download = download
+        if auto_augment not in (None, "trivialaugment", "randaugment"):
+            raise ValueError(f"auto_augment must be 'trivialaugment', 'randaugment' or None, got {auto_augment!r}")
+        if not 0 <= random_erasing <= 1:
+            raise ValueError(f"random_erasing must be a probability, got {random_erasing}")
         self.augment = augment
+        self.auto_augment = auto_augment
+        self.random_erasing = random_erasing
         self.num_classes = 10
         self.in_chans = 3
         self.image_size = 32
@@ -295,7 +222,10 @@ class CIFAR10DataModule(VisionDataModule):
         self.class_names = train.classes
         normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
         augment = [v2.RandomCrop(32, padding=4, padding_mode="reflect"), v2.RandomHorizontalFlip()]
-        train_tf = v2.Compose([*augment, *normalize] if self.augment else normalize)
+        if self.auto_augment is not None:
+            augment.append(v2.TrivialAugmentWide() if self.auto_augment == "trivialaugment" else v2.RandAugment())
+        erase = [v2.RandomErasing(self.random_erasing)] if self.random_erasing else []
+        train_tf = v2.Compose([*augment, *normalize, *erase] if self.augment else normalize)
         eval_tf = v2.Compose(normalize)
         train_idx, val_idx = self._split_indices(len(train))
         self.train_set = AugmentedDataset(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -36,7 +37,8 @@ class WarmupCosineLR(LRScheduler):
         last_epoch: Index of the last step, for resuming (as in every torch scheduler).
 
     Raises:
-        ValueError: If ``total_steps`` is missing or not positive, or the warm-up does not fit in it.
+        ValueError: If ``total_steps`` is missing or not positive, or the warm-up is negative. A warm-up longer
+            than the run is shortened to the run, with a warning.
     """
 
     def __init__(
@@ -53,8 +55,14 @@ class WarmupCosineLR(LRScheduler):
                 "trainer.max_epochs/max_steps so the task can fill it in"
             )
         warmup = round(warmup_steps * total_steps) if 0 < warmup_steps < 1 else int(warmup_steps)
-        if not 0 <= warmup <= total_steps:
-            raise ValueError(f"warmup_steps={warmup_steps} does not fit in total_steps={total_steps}")
+        if warmup < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if warmup > total_steps:  # e.g. a recipe shortened with --trainer.max_steps for a quick check
+            warnings.warn(
+                f"warmup_steps={warmup} exceeds total_steps={total_steps}: warming up over the whole run",
+                stacklevel=2,
+            )
+            warmup = int(total_steps)
         if not 0 <= min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
         self.total_steps = int(total_steps)

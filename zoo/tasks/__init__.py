@@ -1,5 +1,6 @@
 """Thin LightningModules, one per task (not per architecture); the network is injected."""
 
 from zoo.tasks.classification import ImageClassifier
+from zoo.tasks.language_modeling import LanguageModel
 
-__all__ = ["ImageClassifier"]
+__all__ = ["ImageClassifier", "LanguageModel"]

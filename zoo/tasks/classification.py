@@ -11,12 +11,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
-from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from zoo.optim import build_lr_scheduler, build_optimizer
 from zoo.registry import create_model, model_info
+from zoo.tasks.optimization import optimization_config
 
 __all__ = ["ImageClassifier"]
 
@@ -124,6 +123,15 @@ class ImageClassifier(L.LightningModule):
         if self.compile_backbone:
             self.backbone.compile()
 
+    def on_fit_start(self) -> None:
+        """Recreate evaluation-metric states, which a ``validate``/``test`` run before ``fit`` made read-only.
+
+        Metric states created under ``torch.inference_mode`` cannot be updated in place outside it, as the
+        validation loop inside ``fit`` does. (Training metrics are not reset: they may hold a resumed epoch.)
+        """
+        self.val_metrics.reset()
+        self.test_metrics.reset()
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W)`` float images -> ``(B, num_classes)`` logits."""
         if self.channels_last:
@@ -217,14 +225,14 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """Optimizer over weight-decay (and layer-decay) groups, and the scheduler stepped per interval."""
-        optimizer = build_optimizer(self.optimizer_factory, self.backbone, self.layer_decay)
-        if self.lr_scheduler_factory is None:
-            return optimizer
-        scheduler = build_lr_scheduler(self.lr_scheduler_factory, optimizer, self.trainer.estimated_stepping_batches)
-        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.lr_scheduler_interval}
-        if isinstance(scheduler, ReduceLROnPlateau):
-            config.update(interval="epoch", monitor="val/loss")
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return optimization_config(
+            self.backbone,
+            self.optimizer_factory,
+            self.lr_scheduler_factory,
+            self.lr_scheduler_interval,
+            lambda: self.trainer.estimated_stepping_batches,
+            self.layer_decay,
+        )
 
 
 def _hard_labels(targets: torch.Tensor) -> torch.Tensor:

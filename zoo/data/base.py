@@ -1,0 +1,128 @@
+"""What every zoo data module shares: loader settings and training loaders that resume exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from zoo.data.sampling import ResumableDataLoader, ResumableSampler
+
+__all__ = ["ZooDataModule"]
+
+
+def _leave_sigterm_to_the_trainer(worker_id: int) -> None:
+    """Loader workers ignore SIGTERM; the training process saves a checkpoint and then stops them.
+
+    Schedulers (and ``timeout``, ``kill -- -PGID``) send SIGTERM to every process of a job. A worker that died
+    of it would make the training process raise "DataLoader worker is killed" in the middle of writing its
+    preemption checkpoint.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class ZooDataModule(L.LightningDataModule):
+    """Base of the zoo data modules: subclasses fill ``train_set``, ``val_set`` and ``test_set`` in ``setup``.
+
+    The training loader resumes mid-epoch exactly (see :mod:`zoo.data.sampling`): a run restored from a
+    checkpoint sees the same remaining samples, with the same augmentation, as an uninterrupted one.
+    Training datasets receive ``(epoch, index)`` keys; evaluation datasets plain indices.
+
+    Args:
+        batch_size: Training batch size per device.
+        eval_batch_size: Validation/test batch size per device; defaults to twice ``batch_size``.
+        num_workers: Loader worker processes per device; ``None`` picks one fewer than the CPU cores
+            available to each device (at most 8).
+        pin_memory: Page-locked host batches; ``None`` means "when CUDA is available".
+        seed: Seed of the training order and augmentation; ``None`` takes the run's seed (``seed_everything``,
+            via ``PL_GLOBAL_SEED``), else 0. Every rank must use the same one.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self._seed = seed
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @property
+    def seed(self) -> int:
+        """The seed of the training order and augmentation (see ``seed`` above)."""
+        return self._seed if self._seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    @property
+    def has_test_data(self) -> bool:
+        """Whether the data has a test split (``zoo fit`` tests after training only then)."""
+        return self.test_set is not None
+
+    def _workers(self) -> int:
+        if self.num_workers is not None:
+            return self.num_workers
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        devices = self.trainer.num_devices if self.trainer is not None else 1
+        return max(0, min(8, cpus // max(devices, 1) - 1))
+
+    def _loader(self, dataset: Dataset | None, stage: str, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}: no {stage} data (no such split, or setup() has not run)")
+        workers = self._workers()
+        settings = {
+            "num_workers": workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": workers > 0,
+            # A private generator: creating an iterator then leaves the global random state alone.
+            "generator": torch.Generator().manual_seed(self.seed),
+            "worker_init_fn": _leave_sigterm_to_the_trainer if workers > 0 else None,
+        }
+        if not train:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **settings)
+        trainer = self.trainer
+        sampler = ResumableSampler(
+            dataset,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+            seed=self.seed,
+        )
+        return ResumableDataLoader(
+            dataset,
+            sampler=sampler,
+            progress=self._training_progress,
+            batch_size=self.batch_size,
+            drop_last=len(sampler) > self.batch_size,
+            **settings,
+        )
+
+    def _training_progress(self) -> tuple[int, int]:
+        """``(epoch, batches trained in it)`` from the trainer's loop, for the loader's checkpoint state."""
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
+
+    def train_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self.train_set, "train", train=True)
+
+    def val_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self.val_set, "validation", train=False)
+
+    def test_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self.test_set, "test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self.test_set, "predict", train=False)
