@@ -25,8 +25,11 @@ _LAZY_ATTRIBUTES = {
     "InputSpec": "zoo.registry",
     "ModelEntry": "zoo.registry",
     "UnknownModelError": "zoo.registry",
+    "load_weights": "zoo.weights",
+    "save_weights": "zoo.weights",
+    "WeightsMismatchError": "zoo.weights",
 }
-_LAZY_SUBMODULES = ("callbacks", "data", "models", "optim", "registry", "tasks")
+_LAZY_SUBMODULES = ("callbacks", "data", "models", "optim", "registry", "tasks", "weights")
 
 if TYPE_CHECKING:
     from zoo.registry import (
@@ -38,16 +41,20 @@ if TYPE_CHECKING:
         model_info,
         register_model,
     )
+    from zoo.weights import WeightsMismatchError, load_weights, save_weights
 
 __all__ = [
     "InputSpec",
     "ModelEntry",
     "UnknownModelError",
+    "WeightsMismatchError",
     "__version__",
     "create_model",
     "list_models",
+    "load_weights",
     "model_info",
     "register_model",
+    "save_weights",
 ]
 
 

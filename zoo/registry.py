@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -53,7 +54,7 @@ TASKS = (
 _FAMILY_MODULES = {"cnn": "zoo.models.cnn", "transformer": "zoo.models.transformer"}
 # "<prefix>/<name>" is resolved by the module's `entry(name) -> ModelEntry`; `names(pattern)` lists its
 # models and `has(name)` says whether it knows a name.
-_PREFIX_PROVIDERS = {"timm": "zoo.models.timm_provider"}
+_PREFIX_PROVIDERS = {"timm": "zoo.models.timm_provider", "hf": "zoo.models.transformer.text_encoders"}
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _PARAM_COUNTS: dict[str, int] = {}
@@ -181,30 +182,39 @@ def register_model(
     return decorate(builder) if builder is not None else decorate
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
-    """Build a registered model.
+def create_model(name: str, weights: str | os.PathLike[str] | None = None, **overrides: Any) -> nn.Module:
+    """Build a registered model, optionally loading local weights into it.
 
     Args:
         name: Registry name, or ``"timm/<timm name>"`` for any timm model.
+        weights: A ``.safetensors`` file or a zoo checkpoint to load (see :func:`zoo.load_weights`); with
+            another ``num_classes`` than the file's, the classifier stays freshly initialised. Nothing is
+            downloaded unless a library model is asked for ``pretrained=True``.
         **overrides: Keyword arguments for the builder, e.g. ``num_classes=100``, ``in_chans=1`` or, for timm
             models, any timm keyword such as ``drop_path_rate=0.1``.
 
     Returns:
-        A freshly initialised ``nn.Module`` (no pretrained weights are downloaded).
+        The ``nn.Module``.
 
     Raises:
         UnknownModelError: If the name is not registered; the message lists the closest names.
         TypeError: If an override is not an argument the model accepts.
+        zoo.WeightsMismatchError: If ``weights`` do not fit the model; the message lists the differences.
     """
     entry = model_info(name)
     kwargs = {**entry.defaults, **overrides}
     _check_arguments(entry, kwargs)
     try:
-        return entry.builder(**kwargs)
+        model = entry.builder(**kwargs)
     except TypeError as err:
         if "unexpected keyword argument" in str(err):
             raise TypeError(f"create_model({name!r}): {err}") from err
         raise
+    if weights is not None:
+        from zoo.weights import load_weights
+
+        load_weights(model, weights)
+    return model
 
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:

@@ -12,7 +12,8 @@ REGISTERED = zoo.list_models()
 IMAGE_MODELS = [n for n in REGISTERED if "image_classification" in zoo.model_info(n).tasks]
 IMAGE_MODELS += ["timm/resnet18", "timm/convnext_atto"]
 LANGUAGE_MODELS = [n for n in REGISTERED if "language_modeling" in zoo.model_info(n).tasks]
-COVERED_TASKS = {"image_classification", "language_modeling"}
+TEXT_MODELS = [n for n in REGISTERED if "text_classification" in zoo.model_info(n).tasks]
+COVERED_TASKS = {"image_classification", "language_modeling", "text_classification"}
 TINY_SIDE, TINY_VOCAB, TINY_CONTEXT = 32, 11, 16
 
 
@@ -90,3 +91,24 @@ def test_language_model_rejects_a_context_longer_than_its_maximum(name: str) -> 
         ValueError, match=f"context of {TINY_CONTEXT + 1} tokens is longer than .*block_size={TINY_CONTEXT}"
     ):
         model(torch.zeros(1, TINY_CONTEXT + 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_text_model_forward_backward_reaches_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create_model(name, num_classes=7, vocab_size=50)
+    tokens = torch.randint(5, 50, (2, TINY_CONTEXT))
+    mask = torch.ones_like(tokens)
+    mask[1, 10:] = 0  # a padded second sequence
+    logits = model(tokens, mask)
+    assert logits.shape == (2, 7) and model.num_classes == 7 and model.vocab_size == 50
+    _assert_every_parameter_learns(model, logits)
+    assert model.get_classifier() is not None and "blocks" in model.group_matcher()
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_text_model_rejects_a_sequence_longer_than_its_maximum(name: str) -> None:
+    model = zoo.create_model(name, num_classes=2, vocab_size=50)
+    too_long = model.max_length + 1
+    with pytest.raises(ValueError, match=f"sequence of {too_long} tokens is longer than the model's maximum"):
+        model(torch.ones(1, too_long, dtype=torch.long))

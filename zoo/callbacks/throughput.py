@@ -38,5 +38,7 @@ class ThroughputMonitor(LightningThroughputMonitor):
 
 
 def _leading_size(batch: Any) -> int:
+    if isinstance(batch, dict):
+        batch = next(iter(batch.values()))
     first = batch[0] if isinstance(batch, (list, tuple)) else batch
     return int(first.shape[0])

@@ -7,11 +7,13 @@ derived files only under ``$ZOO_CACHE`` (default ``~/.cache/zoo``); see :mod:`zo
 from zoo.data.base import ZooDataModule
 from zoo.data.paths import cache_dir, data_root
 from zoo.data.text import TextCorpusDataModule
+from zoo.data.text_classification import TextClassificationDataModule
 from zoo.data.vision import CIFAR10DataModule, ImageFolderDataModule, VisionDataModule
 
 __all__ = [
     "CIFAR10DataModule",
     "ImageFolderDataModule",
+    "TextClassificationDataModule",
     "TextCorpusDataModule",
     "VisionDataModule",
     "ZooDataModule",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -59,6 +61,8 @@ class ZooDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self._seed = seed
+        # Subclasses whose samples are not tensors of one shape (e.g. texts of different lengths) set this.
+        self.collate_fn: Callable[[list[Any]], Any] | None = None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -91,6 +95,7 @@ class ZooDataModule(L.LightningDataModule):
             # A private generator: creating an iterator then leaves the global random state alone.
             "generator": torch.Generator().manual_seed(self.seed),
             "worker_init_fn": _leave_sigterm_to_the_trainer if workers > 0 else None,
+            "collate_fn": self.collate_fn,
         }
         if not train:
             return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **settings)

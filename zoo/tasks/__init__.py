@@ -1,6 +1,6 @@
 """Thin LightningModules, one per task (not per architecture); the network is injected."""
 
-from zoo.tasks.classification import ImageClassifier
+from zoo.tasks.classification import ImageClassifier, TextClassifier
 from zoo.tasks.language_modeling import LanguageModel
 
-__all__ = ["ImageClassifier", "LanguageModel"]
+__all__ = ["ImageClassifier", "LanguageModel", "TextClassifier"]

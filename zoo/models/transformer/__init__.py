@@ -1,9 +1,9 @@
-"""Transformer family: ViTs for 32x32 images (built with timm) and GPT-style language models (zoo modules).
+"""Transformer family: ViTs, GPT-style language models and text encoders for classification.
 
-Text encoders for classification come from Hugging Face ``transformers`` and are built by
-``zoo.tasks.TextClassifier``; they are imported only when such a task is created.
+ViTs for 32x32 images are built with timm, the GPTs are zoo modules, and the text encoders come from Hugging Face
+``transformers``, imported only when one is built.
 """
 
-from zoo.models.transformer import gpt, vit_cifar
+from zoo.models.transformer import gpt, text_encoders, vit_cifar
 
-__all__ = ["gpt", "vit_cifar"]
+__all__ = ["gpt", "text_encoders", "vit_cifar"]
