@@ -48,3 +48,22 @@ def test_readme_library_example_runs(repo: Path, tmp_path: Path, monkeypatch: py
     exec(compile(example.replace("max_epochs=10", short), "README.md", "exec"), namespace)
     assert list(tmp_path.glob("runs/mine/version_0/checkpoints/*.ckpt"))
     assert "test/acc1" in namespace["trainer"].callback_metrics
+
+
+def test_finetuning_page_examples_run(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zoo
+
+    blocks = [b for b in _code_blocks((repo / "docs/pages/finetuning.md").read_text(), "python") if "Trainer" in b]
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    zoo.save_weights(zoo.create_model("resnet18_cifar"), "pretrained.safetensors")  # "an earlier run"
+    short = (
+        "max_epochs=2, limit_train_batches=2, limit_val_batches=1, logger=False, enable_progress_bar=False, "
+        "enable_checkpointing=False"
+    )
+    for block in blocks:
+        assert "max_epochs=3" in block
+        namespace: dict = {}
+        exec(compile(block.replace("max_epochs=3", short), "finetuning.md", "exec"), namespace)
+        assert namespace["trainer"].current_epoch == 2
+    assert (tmp_path / "finetuned.safetensors").is_file()
