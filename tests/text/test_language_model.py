@@ -90,5 +90,14 @@ def test_bad_inputs_are_named(corpus: Path) -> None:
         task(torch.zeros(1, 33, dtype=torch.long))
     with pytest.raises(ValueError, match=f"token id 999 is outside the model's vocabulary of {data.vocab_size}"):
         task._loss((torch.full((1, 4), 999), torch.zeros(1, 4, dtype=torch.long)), 0)
-    with pytest.raises(ValueError, match="not language modelling"):
+    with pytest.raises(ValueError, match="not language modeling"):
         LanguageModel("resnet18_cifar")
+
+
+def test_bf16_clipping_and_gradient_accumulation(corpus: Path, trainer_factory) -> None:
+    data = TextCorpusDataModule(path=str(corpus), block_size=32, batch_size=4)
+    task = _task(data)
+    trainer = trainer_factory(max_steps=3, accumulate_grad_batches=2, precision="bf16-mixed", gradient_clip_val=1.0)
+    trainer.fit(task, data)
+    assert trainer.global_step == 3 and trainer.fit_loop.epoch_loop.batch_progress.total.completed == 6
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])

@@ -14,7 +14,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from zoo.registry import create_model, model_info
+from zoo.registry import create_model
+from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
 from zoo.tasks.optimization import optimization_config
 
 __all__ = ["ImageClassifier", "TextClassifier"]
@@ -215,9 +216,7 @@ class ImageClassifier(_ClassificationTask):
         layer_decay: float | None = None,
     ) -> None:
         super().__init__()
-        ignore = ["optimizer", "lr_scheduler"] + (["backbone"] if isinstance(backbone, nn.Module) else [])
-        self.save_hyperparameters(ignore=ignore)
-        self.backbone_name = backbone if isinstance(backbone, str) else type(backbone).__name__
+        self.backbone_name = save_task_hyperparameters(self, backbone)
         self.backbone, self.num_classes = _resolve_backbone(backbone, num_classes, in_chans, backbone_kwargs)
         self.in_chans = in_chans
         self.channels_last = channels_last
@@ -283,9 +282,7 @@ def _resolve_backbone(
 ) -> tuple[nn.Module, int]:
     """Build a named backbone, or check a given one, and return it with its number of classes."""
     if isinstance(backbone, str):
-        entry = model_info(backbone)
-        if "image_classification" not in entry.tasks:
-            raise ValueError(f"{backbone!r} is a {entry.family} model for {entry.tasks}, not image classification")
+        entry = entry_for_task(backbone, "image_classification")
         if num_classes is None:
             num_classes = int(entry.defaults.get("num_classes", 1000))
         module = create_model(backbone, num_classes=num_classes, in_chans=in_chans, **(kwargs or {}))
@@ -347,13 +344,9 @@ class TextClassifier(_ClassificationTask):
         layer_decay: float | None = None,
     ) -> None:
         super().__init__()
-        ignore = ["optimizer", "lr_scheduler"] + (["backbone"] if isinstance(backbone, nn.Module) else [])
-        self.save_hyperparameters(ignore=ignore)
-        self.backbone_name = backbone if isinstance(backbone, str) else type(backbone).__name__
+        self.backbone_name = save_task_hyperparameters(self, backbone)
         if isinstance(backbone, str):
-            entry = model_info(backbone)
-            if "text_classification" not in entry.tasks:
-                raise ValueError(f"{backbone!r} is a {entry.family} model for {entry.tasks}, not text classification")
+            entry_for_task(backbone, "text_classification")
             overrides = dict(backbone_kwargs or {})
             if num_classes is not None:
                 overrides["num_classes"] = num_classes

@@ -13,7 +13,8 @@ from torchmetrics.text import Perplexity
 
 from zoo.data.tokenizers import Tokenizer, tokenizer_from_config
 from zoo.models.transformer.gpt import generate
-from zoo.registry import create_model, model_info
+from zoo.registry import create_model
+from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
 from zoo.tasks.optimization import optimization_config
 
 __all__ = ["LanguageModel"]
@@ -65,9 +66,7 @@ class LanguageModel(L.LightningModule):
         layer_decay: float | None = None,
     ) -> None:
         super().__init__()
-        ignore = ["optimizer", "lr_scheduler"] + (["backbone"] if isinstance(backbone, nn.Module) else [])
-        self.save_hyperparameters(ignore=ignore)
-        self.backbone_name = backbone if isinstance(backbone, str) else type(backbone).__name__
+        self.backbone_name = save_task_hyperparameters(self, backbone)
         self.backbone = _resolve_backbone(backbone, vocab_size, block_size, backbone_kwargs)
         self.vocab_size: int = self.backbone.vocab_size
         self.block_size: int = self.backbone.block_size
@@ -196,9 +195,7 @@ def _resolve_backbone(
     backbone: str | nn.Module, vocab_size: int | None, block_size: int | None, kwargs: dict[str, Any] | None
 ) -> nn.Module:
     if isinstance(backbone, str):
-        entry = model_info(backbone)
-        if "language_modeling" not in entry.tasks:
-            raise ValueError(f"{backbone!r} is a {entry.family} model for {entry.tasks}, not language modelling")
+        entry_for_task(backbone, "language_modeling")
         overrides = {k: v for k, v in (("vocab_size", vocab_size), ("block_size", block_size)) if v is not None}
         return create_model(backbone, **overrides, **(kwargs or {}))
     if kwargs:
