@@ -18,7 +18,23 @@ def on_page_markdown(markdown: str, **kwargs: object) -> str:
         markdown = markdown.replace("<!-- zoo:models -->", _models_table())
     if "<!-- zoo:recipe-results -->" in markdown:
         markdown = markdown.replace("<!-- zoo:recipe-results -->", _results_table())
+    if "<!-- zoo:seed-results -->" in markdown:
+        markdown = markdown.replace("<!-- zoo:seed-results -->", _seed_table())
     return markdown
+
+
+def _seed_table() -> str:
+    rows = ["| recipe | metric, mean ± std | seeds | time per run | hardware |", "|---|---|---|---|---|"]
+    for path in sorted((REPO / "benchmarks" / "results").glob("*seeds*.jsonl")):
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            hw = r["hardware"]
+            where = f"{hw.get('gpu', hw['cpu'])}, {hw['cpu_threads']} threads, torch {hw['torch']}"
+            rows.append(
+                f"| `{r['recipe']}` | {r['metric']} {r['mean']:.2%} ± {r['std']:.2%} | {len(r['values'])} "
+                f"| {r['seconds_per_run']:.0f} s | {where} |"
+            )
+    return "\n".join(rows)
 
 
 def _models_table() -> str:
@@ -41,6 +57,8 @@ def _results_table() -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for path in sorted((REPO / "benchmarks" / "results").glob("*.jsonl")):
+        if "seeds" in path.stem:
+            continue
         for line in path.read_text().splitlines():
             r = json.loads(line)
             hw = r["hardware"]

@@ -3,8 +3,8 @@
 A recipe names a task (``model``), a data module (``data``) and trainer settings, as LightningCLI
 ``class_path``/``init_args``. On top of plain LightningCLI this adds:
 
-* links from the data module into the task: ``num_classes``, ``in_chans``, ``vocab_size`` and ``block_size``
-  come from the data where the task takes them, so recipes do not repeat them;
+* links from the data module into the task: ``num_classes``, ``in_chans``, ``in_channels``, ``vocab_size`` and
+  ``block_size`` come from the data where the task takes them, so recipes do not repeat them;
 * TensorBoard logging under ``runs/<recipe>/version_N``, a rich progress bar, a learning-rate monitor and the
   non-finite loss guard by default; the resolved
   config (with the seed actually used) is saved there and never overwritten;
@@ -49,7 +49,7 @@ _TRAINER_DEFAULTS = {
 # Data module attributes linked into the task's init arguments of the same name, where both exist: a task
 # without such an argument ignores the link, and a data module without the attribute passes None (the
 # task's "use the default").
-DATA_TO_MODEL_LINKS = ("num_classes", "in_chans", "vocab_size", "block_size")
+DATA_TO_MODEL_LINKS = ("num_classes", "in_chans", "in_channels", "vocab_size", "block_size")
 
 
 class ZooLightningCLI(LightningCLI):

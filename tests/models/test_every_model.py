@@ -13,7 +13,15 @@ IMAGE_MODELS = [n for n in REGISTERED if "image_classification" in zoo.model_inf
 IMAGE_MODELS += ["timm/resnet18", "timm/convnext_atto"]
 LANGUAGE_MODELS = [n for n in REGISTERED if "language_modeling" in zoo.model_info(n).tasks]
 TEXT_MODELS = [n for n in REGISTERED if "text_classification" in zoo.model_info(n).tasks]
-COVERED_TASKS = {"image_classification", "language_modeling", "text_classification"}
+NODE_MODELS = [n for n in REGISTERED if "node_classification" in zoo.model_info(n).tasks]
+GRAPH_MODELS = [n for n in REGISTERED if "graph_classification" in zoo.model_info(n).tasks]
+COVERED_TASKS = {
+    "image_classification",
+    "language_modeling",
+    "text_classification",
+    "node_classification",
+    "graph_classification",
+}
 TINY_SIDE, TINY_VOCAB, TINY_CONTEXT = 32, 11, 16
 
 
@@ -112,3 +120,38 @@ def test_text_model_rejects_a_sequence_longer_than_its_maximum(name: str) -> Non
     too_long = model.max_length + 1
     with pytest.raises(ValueError, match=f"sequence of {too_long} tokens is longer than the model's maximum"):
         model(torch.ones(1, too_long, dtype=torch.long))
+
+
+def _tiny_graph(num_nodes: int = 10, num_edges: int = 30, features: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(num_nodes, features, generator=generator)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=generator)
+    return x, edge_index
+
+
+@pytest.mark.parametrize("name", NODE_MODELS)
+def test_node_model_forward_backward_and_edge_order_invariance(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create_model(name, in_channels=5, num_classes=7)
+    x, edge_index = _tiny_graph()
+    logits = model(x, edge_index)
+    assert logits.shape == (10, 7)
+    _assert_every_parameter_learns(model, logits)
+    model.eval()
+    permuted = edge_index[:, torch.randperm(edge_index.shape[1], generator=torch.Generator().manual_seed(1))]
+    assert torch.allclose(model(x, edge_index), model(x, permuted), atol=1e-5)  # a set of edges, not a list
+
+
+@pytest.mark.parametrize("name", GRAPH_MODELS)
+def test_graph_model_pools_each_graph(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create_model(name, in_channels=5, num_classes=7)
+    x, edge_index = _tiny_graph()
+    batch = torch.tensor([0] * 6 + [1] * 4)
+    edge_index = edge_index[:, (batch[edge_index[0]] == batch[edge_index[1]])]  # edges stay inside graphs
+    logits = model(x, edge_index, batch)
+    assert logits.shape == (2, 7)
+    _assert_every_parameter_learns(model, logits)
+    model.eval()
+    alone = model(x[6:], edge_index[:, batch[edge_index[0]] == 1] - 6)
+    assert torch.allclose(model(x, edge_index, batch)[1], alone[0], atol=1e-5)  # graphs do not leak into each other

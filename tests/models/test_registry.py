@@ -46,7 +46,8 @@ def test_recipes_named_by_the_registry_exist(repo: Path) -> None:
 
 def test_list_models_filters_by_pattern_and_family() -> None:
     assert zoo.list_models("speedrun*") == ["speedrun_net", "speedrun_net_tiny"]
-    assert zoo.list_models(family="gnn") == []
+    assert zoo.list_models(family="gnn") == ["gat", "gcn", "gin", "graph_transformer", "graphsage"]
+    assert zoo.list_models(family="diffusion") == []
     with pytest.raises(ValueError, match="unknown family 'cnns'"):
         zoo.list_models(family="cnns")
 

@@ -17,6 +17,8 @@ RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").rglob("*.y
 TINY_DATA = {
     "zoo.data.CIFAR10DataModule": ["--data.init_args.variant", "mini", "--data.init_args.batch_size", "8"],
     "zoo.data.TextCorpusDataModule": ["--data.init_args.batch_size", "4", "--data.init_args.block_size", "32"],
+    "zoo.data.PlanetoidDataModule": [],  # Cora is small: the full graph is the tiny data
+    "zoo.data.MotifGraphsDataModule": ["--data.init_args.num_graphs", "60", "--data.init_args.batch_size", "8"],
 }
 FEW_STEPS = [
     "--trainer.max_steps", "2",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
+
+from zoo.rng import private_rng
 
 __all__ = ["MixupCutmix"]
 
@@ -138,20 +138,9 @@ class MixupCutmix(L.Callback):
 
         batch_index = trainer.fit_loop.epoch_loop.batch_progress.total.ready
         mixed = images.clone()
-        with _private_numpy_rng(self.seed, trainer.global_rank, batch_index):
+        with private_rng(self.seed, trainer.global_rank, batch_index):
             # timm's batch-mode mixing, called directly to keep lam (``Mixup.__call__`` drops it)
             lam = float(self._mixup._mix_batch(mixed))
         self.last_lam = lam
         soft = mixup_target(labels, self._mixup.num_classes, lam, self._mixup.label_smoothing)
         return mixed, soft, labels
-
-
-@contextmanager
-def _private_numpy_rng(*key: int) -> Iterator[None]:
-    """Run timm's NumPy draws from a state derived from ``key``, leaving the global state as it was."""
-    saved = np.random.get_state()
-    np.random.seed(np.random.SeedSequence(list(key)).generate_state(1)[0])
-    try:
-        yield
-    finally:
-        np.random.set_state(saved)

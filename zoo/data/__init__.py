@@ -5,6 +5,7 @@ derived files only under ``$ZOO_CACHE`` (default ``~/.cache/zoo``); see :mod:`zo
 """
 
 from zoo.data.base import ZooDataModule
+from zoo.data.graph import GraphClassificationDataModule, MotifGraphsDataModule, PlanetoidDataModule, TUDataModule
 from zoo.data.paths import cache_dir, data_root
 from zoo.data.text import TextCorpusDataModule
 from zoo.data.text_classification import TextClassificationDataModule
@@ -12,7 +13,11 @@ from zoo.data.vision import CIFAR10DataModule, ImageFolderDataModule, VisionData
 
 __all__ = [
     "CIFAR10DataModule",
+    "GraphClassificationDataModule",
     "ImageFolderDataModule",
+    "MotifGraphsDataModule",
+    "PlanetoidDataModule",
+    "TUDataModule",
     "TextClassificationDataModule",
     "TextCorpusDataModule",
     "VisionDataModule",

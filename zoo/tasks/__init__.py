@@ -1,6 +1,7 @@
 """Thin LightningModules, one per task (not per architecture); the network is injected."""
 
 from zoo.tasks.classification import ImageClassifier, TextClassifier
+from zoo.tasks.graph import GraphClassifier, NodeClassifier
 from zoo.tasks.language_modeling import LanguageModel
 
-__all__ = ["ImageClassifier", "LanguageModel", "TextClassifier"]
+__all__ = ["GraphClassifier", "ImageClassifier", "LanguageModel", "NodeClassifier", "TextClassifier"]

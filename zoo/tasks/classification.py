@@ -24,9 +24,8 @@ __all__ = ["ImageClassifier", "TextClassifier"]
 class _ClassificationTask(L.LightningModule):
     """Step logic, metrics and optimisation shared by the classification tasks.
 
-    Subclasses build ``self.backbone``, call :meth:`_setup_classification`, and define how a batch splits into
-    the backbone's inputs and the targets (:meth:`_inputs_and_targets`) and what a well-formed batch is
-    (:meth:`_check_batch`).
+    Subclasses build ``self.backbone``, call :meth:`_setup_classification`, and define the logits and targets of
+    a batch for a stage (:meth:`_logits_and_targets`) and what a well-formed batch is (:meth:`_check_batch`).
     """
 
     supports_soft_targets = True
@@ -98,12 +97,9 @@ class _ClassificationTask(L.LightningModule):
         smoothing = 0.0 if targets.is_floating_point() else self.label_smoothing
         return F.cross_entropy(logits, targets, label_smoothing=smoothing)
 
-    def _inputs_and_targets(self, batch: Any) -> tuple[Any, torch.Tensor]:
-        """Split a batch into what ``forward`` takes and the targets."""
+    def _logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, C)`` and targets ``(B,)`` or ``(B, C)`` of a batch in ``stage`` (train, val, test)."""
         raise NotImplementedError
-
-    def _forward_inputs(self, inputs: Any) -> torch.Tensor:
-        return self(*inputs) if isinstance(inputs, tuple) else self(inputs)
 
     def _check_batch(self, batch: Any, batch_idx: int) -> None:
         """Reject malformed batches with a message that names the problem."""
@@ -129,9 +125,8 @@ class _ClassificationTask(L.LightningModule):
         self._check_batch(batch, batch_idx)
         for transform in self.train_batch_transforms:
             batch = transform(batch)
-        inputs, targets = self._inputs_and_targets(batch)
+        logits, targets = self._logits_and_targets(batch, "train")
         labels = batch[2] if isinstance(batch, (list, tuple)) and len(batch) > 2 else _hard_labels(targets)
-        logits = self._forward_inputs(inputs)
         loss = self.loss(logits, targets)
         self.train_metrics.update(logits, labels)
         self.log("train/loss", loss, prog_bar=True)
@@ -146,8 +141,7 @@ class _ClassificationTask(L.LightningModule):
 
     def _evaluate(self, batch: Any, batch_idx: int, stage: str, metrics: MetricCollection) -> None:
         self._check_batch(batch, batch_idx)
-        inputs, targets = self._inputs_and_targets(batch)
-        logits = self._forward_inputs(inputs)
+        logits, targets = self._logits_and_targets(batch, stage)
         self.log(f"{stage}/loss", self.loss(logits, targets), prog_bar=True, sync_dist=True)
         metrics.update(logits, _hard_labels(targets))
         self.log_dict(metrics, prog_bar=True)
@@ -236,8 +230,8 @@ class ImageClassifier(_ClassificationTask):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.backbone(images)
 
-    def _inputs_and_targets(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        return batch[0], batch[1]
+    def _logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return self(batch[0]), batch[1]
 
     def _check_batch(self, batch: Any, batch_idx: int) -> None:
         images, targets = batch[0], batch[1]
@@ -378,8 +372,8 @@ class TextClassifier(_ClassificationTask):
         """``(B, L)`` token ids (and mask) -> ``(B, num_classes)`` logits."""
         return self.backbone(input_ids, attention_mask)
 
-    def _inputs_and_targets(self, batch: Any) -> tuple[tuple[torch.Tensor, torch.Tensor | None], torch.Tensor]:
-        return (batch["input_ids"], batch.get("attention_mask")), batch["labels"]
+    def _logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return self(batch["input_ids"], batch.get("attention_mask")), batch["labels"]
 
     def _check_batch(self, batch: Any, batch_idx: int) -> None:
         if not isinstance(batch, dict) or "input_ids" not in batch or "labels" not in batch:
@@ -388,5 +382,4 @@ class TextClassifier(_ClassificationTask):
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class probabilities ``(B, num_classes)``."""
-        inputs, _ = self._inputs_and_targets({**batch, "labels": None})
-        return self(*inputs).softmax(dim=-1)
+        return self(batch["input_ids"], batch.get("attention_mask")).softmax(dim=-1)
