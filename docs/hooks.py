@@ -20,7 +20,39 @@ def on_page_markdown(markdown: str, **kwargs: object) -> str:
         markdown = markdown.replace("<!-- zoo:recipe-results -->", _results_table())
     if "<!-- zoo:seed-results -->" in markdown:
         markdown = markdown.replace("<!-- zoo:seed-results -->", _seed_table())
+    if "<!-- zoo:diffusion-results -->" in markdown:
+        markdown = markdown.replace("<!-- zoo:diffusion-results -->", _diffusion_table())
     return markdown
+
+
+def _records(kind: str | None) -> list[dict]:
+    """Rows of ``benchmarks/results/*.jsonl``: those of benchmark ``kind``, or recipe runs for ``None``."""
+    rows = []
+    for path in sorted((REPO / "benchmarks" / "results").glob("*.jsonl")):
+        if "seeds" in path.stem:
+            continue
+        rows += [r for r in map(json.loads, path.read_text().splitlines()) if r.get("benchmark") == kind]
+    return rows
+
+
+def _where(hw: dict) -> str:
+    return f"{hw.get('gpu', hw['cpu'])}, {hw['cpu_threads']} threads, torch {hw['torch']}"
+
+
+def _diffusion_table() -> str:
+    rows = ["| what | figure | wall time | hardware | command |", "|---|---|---|---|---|"]
+    for r in _records("fid_floor"):
+        rows.append(
+            f"| real-vs-real floor: {r['real']} vs {r['fake']} | {r['metric']} {r['value']:.3f} "
+            f"| {r['wall_s']:.0f} s | {_where(r['hardware'])} | `{r['command']}` |"
+        )
+    for r in _records("shapes_sample_accuracy"):
+        rows.append(
+            f"| shapes samples drawn as the asked-for class ({r['sampler']}, {r['steps']} steps; judge "
+            f"{r['judge_test_accuracy']:.1%}) | {r['sample_accuracy']:.1%} | {r['wall_s']:.0f} s "
+            f"| {_where(r['hardware'])} | `{r['command']}` |"
+        )
+    return "\n".join(rows)
 
 
 def _seed_table() -> str:
@@ -56,20 +88,18 @@ def _results_table() -> str:
         "| recipe | result | best monitored | epochs | wall time | hardware | command |",
         "|---|---|---|---|---|---|---|",
     ]
-    for path in sorted((REPO / "benchmarks" / "results").glob("*.jsonl")):
-        if "seeds" in path.stem:
-            continue
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            hw = r["hardware"]
-            device = f"{hw.get('gpu', hw['cpu'])}, torch {hw['torch']}"
-            if "test/acc1" in r["test"]:
-                result, best = f"test acc1 {r['test']['test/acc1']:.2%}", r.get("best_val")
-                best = f"val acc1 {best:.2%}" if best is not None else "-"
-            else:
-                result, best = f"val loss {r['val']['val/loss']:.3f}", f"val loss {r['best_val']:.3f}"
-            rows.append(
-                f"| `{r['recipe']}` | {result} | {best} | {r['epochs']} | {r['wall_s']:.0f} s "
-                f"| {device} | `{r['command']}` |"
-            )
+    for r in _records(None):
+        hw = r["hardware"]
+        device = f"{hw.get('gpu', hw['cpu'])}, torch {hw['torch']}"
+        if "test/acc1" in r["test"]:
+            result, best = f"test acc1 {r['test']['test/acc1']:.2%}", r.get("best_val")
+            best = f"val acc1 {best:.2%}" if best is not None else "-"
+        elif "test/loss" in r["test"]:
+            result, best = f"test loss {r['test']['test/loss']:.4f}", f"val loss {r['best_val']:.4f}"
+        else:
+            result, best = f"val loss {r['val']['val/loss']:.3f}", f"val loss {r['best_val']:.3f}"
+        rows.append(
+            f"| `{r['recipe']}` | {result} | {best} | {r['epochs']} | {r['wall_s']:.0f} s "
+            f"| {device} | `{r['command']}` |"
+        )
     return "\n".join(rows)

@@ -22,6 +22,8 @@ TRAINING_COMMANDS = {
 OTHER_COMMANDS = {
     "models": "list registered models with family, task, parameters, input and recipe",
     "generate": "print text sampled from a language-model checkpoint",
+    "sample": "write images generated from a diffusion checkpoint (PNG grid and files)",
+    "export": "export a checkpoint to verified ONNX, TorchScript and torch.export artifacts",
 }
 
 _HELP = """\
@@ -38,6 +40,8 @@ examples:
   zoo test --config recipes/cifar10/resnet18.yaml --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt
   zoo models --family cnn
   zoo generate --ckpt_path runs/shakespeare/gpt_nano/version_0/checkpoints/last.ckpt --prompt "ROMEO:"
+  zoo export --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt --out exported
+  zoo sample --ckpt_path runs/shapes/ddpm_tiny/version_0/checkpoints/last.ckpt --out samples --num_images 64
 
 Run `zoo <command> --help` for the options of a command (training commands list every recipe key).
 """
@@ -69,6 +73,14 @@ def main(argv: list[str] | None = None) -> None:
         from zoo.generate import run_generate_command
 
         run_generate_command(rest)
+    elif command == "sample":
+        from zoo.sample import run_sample_command
+
+        run_sample_command(rest)
+    elif command == "export":
+        from export.cli import run_export_command
+
+        run_export_command(rest)
     else:
         close = difflib.get_close_matches(command, [*TRAINING_COMMANDS, *OTHER_COMMANDS], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

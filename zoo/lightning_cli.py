@@ -3,8 +3,9 @@
 A recipe names a task (``model``), a data module (``data``) and trainer settings, as LightningCLI
 ``class_path``/``init_args``. On top of plain LightningCLI this adds:
 
-* links from the data module into the task: ``num_classes``, ``in_chans``, ``in_channels``, ``vocab_size`` and
-  ``block_size`` come from the data where the task takes them, so recipes do not repeat them;
+* links from the data module into the task: ``num_classes``, ``in_chans``, ``in_channels``, ``vocab_size``,
+  ``block_size``, ``image_size``, ``mean`` and ``std`` come from the data where the task takes them, so recipes
+  do not repeat them;
 * TensorBoard logging under ``runs/<recipe>/version_N``, a rich progress bar, a learning-rate monitor and the
   non-finite loss guard by default; the resolved
   config (with the seed actually used) is saved there and never overwritten;
@@ -36,6 +37,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from zoo.callbacks.checkpoint import ResumableCheckpoint, check_checkpoint_file
 from zoo.callbacks.guards import StopOnNonFiniteLoss
+from zoo.callbacks.metadata import CheckpointMetadata
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
@@ -49,7 +51,9 @@ _TRAINER_DEFAULTS = {
 # Data module attributes linked into the task's init arguments of the same name, where both exist: a task
 # without such an argument ignores the link, and a data module without the attribute passes None (the
 # task's "use the default").
-DATA_TO_MODEL_LINKS = ("num_classes", "in_chans", "in_channels", "vocab_size", "block_size")
+DATA_TO_MODEL_LINKS = (
+    "num_classes", "in_chans", "in_channels", "vocab_size", "block_size", "image_size", "mean", "std"
+)  # fmt: skip
 
 
 class ZooLightningCLI(LightningCLI):
@@ -163,8 +167,8 @@ class ZooLightningCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Add the default callbacks a recipe did not configure itself.
 
-        A rich progress bar (unless disabled), a learning-rate monitor (when there is a logger) and the
-        non-finite loss guard.
+        A rich progress bar (unless disabled), a learning-rate monitor (when there is a logger), the
+        non-finite loss guard, and the metadata (data facts, resolved recipe, metrics) every checkpoint carries.
         """
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_config.get("callbacks") or [])
@@ -178,8 +182,17 @@ class ZooLightningCLI(LightningCLI):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         if missing(StopOnNonFiniteLoss):
             callbacks.append(StopOnNonFiniteLoss())
+        if missing(CheckpointMetadata):
+            callbacks.append(CheckpointMetadata(*self._recipe_and_text()))
         trainer_config["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    def _recipe_and_text(self) -> tuple[str | None, str]:
+        """The recipe path(s) given with ``--config`` and the resolved configuration as YAML."""
+        config = self._subconfig()
+        paths = [str(p) for p in (config.get("config") or [])]
+        text = self._parser(str(self.subcommand)).dump(config, skip_none=False, skip_validation=True)
+        return (", ".join(paths) or None), text
 
     def after_fit(self) -> None:
         """Test the best checkpoint when asked, then say where everything went."""

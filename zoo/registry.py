@@ -51,7 +51,12 @@ TASKS = (
 )
 
 # Importing one of these registers that family's models.
-_FAMILY_MODULES = {"cnn": "zoo.models.cnn", "transformer": "zoo.models.transformer", "gnn": "zoo.models.gnn"}
+_FAMILY_MODULES = {
+    "cnn": "zoo.models.cnn",
+    "transformer": "zoo.models.transformer",
+    "gnn": "zoo.models.gnn",
+    "diffusion": "zoo.models.diffusion",
+}
 # "<prefix>/<name>" is resolved by the module's `entry(name) -> ModelEntry`; `names(pattern)` lists its
 # models and `has(name)` says whether it knows a name.
 _PREFIX_PROVIDERS = {"timm": "zoo.models.timm_provider", "hf": "zoo.models.transformer.text_encoders"}

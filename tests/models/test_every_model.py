@@ -15,7 +15,9 @@ LANGUAGE_MODELS = [n for n in REGISTERED if "language_modeling" in zoo.model_inf
 TEXT_MODELS = [n for n in REGISTERED if "text_classification" in zoo.model_info(n).tasks]
 NODE_MODELS = [n for n in REGISTERED if "node_classification" in zoo.model_info(n).tasks]
 GRAPH_MODELS = [n for n in REGISTERED if "graph_classification" in zoo.model_info(n).tasks]
+DIFFUSION_MODELS = [n for n in REGISTERED if "diffusion" in zoo.model_info(n).tasks]
 COVERED_TASKS = {
+    "diffusion",
     "image_classification",
     "language_modeling",
     "text_classification",
@@ -155,3 +157,17 @@ def test_graph_model_pools_each_graph(name: str) -> None:
     model.eval()
     alone = model(x[6:], edge_index[:, batch[edge_index[0]] == 1] - 6)
     assert torch.allclose(model(x, edge_index, batch)[1], alone[0], atol=1e-5)  # graphs do not leak into each other
+
+
+@pytest.mark.parametrize("name", DIFFUSION_MODELS)
+def test_diffusion_model_predicts_an_image_and_every_parameter_learns(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create_model(name, num_classes=4)  # conditional: the class embedding must learn too
+    images = _tiny_image(name)
+    prediction = model(images, torch.tensor([3, 900]), torch.tensor([0, 4]))  # 4 is "no class"
+    assert prediction.shape == images.shape
+    _assert_every_parameter_learns(model, prediction)
+    unconditional = zoo.create_model(name).eval()
+    assert unconditional(images, torch.tensor([3, 900])).shape == images.shape
+    with pytest.raises(ValueError, match="class labels were given to an unconditional model"):
+        unconditional(images, torch.tensor([3, 900]), torch.tensor([0, 1]))

@@ -47,7 +47,7 @@ def test_recipes_named_by_the_registry_exist(repo: Path) -> None:
 def test_list_models_filters_by_pattern_and_family() -> None:
     assert zoo.list_models("speedrun*") == ["speedrun_net", "speedrun_net_tiny"]
     assert zoo.list_models(family="gnn") == ["gat", "gcn", "gin", "graph_transformer", "graphsage"]
-    assert zoo.list_models(family="diffusion") == []
+    assert zoo.list_models(family="diffusion") == ["ddpm_unet_cifar", "unet_small", "unet_tiny"]
     with pytest.raises(ValueError, match="unknown family 'cnns'"):
         zoo.list_models(family="cnns")
 

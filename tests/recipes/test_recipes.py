@@ -19,7 +19,16 @@ TINY_DATA = {
     "zoo.data.TextCorpusDataModule": ["--data.init_args.batch_size", "4", "--data.init_args.block_size", "32"],
     "zoo.data.PlanetoidDataModule": [],  # Cora is small: the full graph is the tiny data
     "zoo.data.MotifGraphsDataModule": ["--data.init_args.num_graphs", "60", "--data.init_args.batch_size", "8"],
+    "zoo.data.ShapesDataModule": ["--data.init_args.num_train", "32", "--data.init_args.batch_size", "8"],
 }
+# How each task's own evaluation work is shrunk (sampling, FID); tasks missing here need none.
+TINY_TASK = {
+    "zoo.tasks.DiffusionModel": [
+        "--model.init_args.sample_steps", "2",
+        "--model.init_args.num_sample_images", "2",
+        "--model.init_args.fid_num_images", "4",
+    ],
+}  # fmt: skip
 FEW_STEPS = [
     "--trainer.max_steps", "2",
     "--trainer.limit_val_batches", "1",
@@ -46,9 +55,11 @@ def test_recipe_header_states_what_it_reached(recipe: str) -> None:
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_runs_a_few_steps(recipe: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    data_class = yaml.safe_load((REPO / recipe).read_text())["data"]["class_path"]
+    config = yaml.safe_load((REPO / recipe).read_text())
+    data_class, task_class = config["data"]["class_path"], config["model"]["class_path"]
     assert data_class in TINY_DATA, f"add a tiny-data override for {data_class} to TINY_DATA"
-    cli = ZooLightningCLI(args=["fit", "--config", str(REPO / recipe), *FEW_STEPS, *TINY_DATA[data_class]])
+    tiny = [*FEW_STEPS, *TINY_DATA[data_class], *TINY_TASK.get(task_class, [])]
+    cli = ZooLightningCLI(args=["fit", "--config", str(REPO / recipe), *tiny])
     assert cli.trainer.global_step == 2
     # fit ends by testing the best weights, or by validating the final ones when the data has no test split
     final = cli.trainer.callback_metrics

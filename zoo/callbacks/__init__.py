@@ -4,12 +4,14 @@ from zoo.callbacks.checkpoint import AtomicCheckpointIO, ResumableCheckpoint, ch
 from zoo.callbacks.ema import EMA
 from zoo.callbacks.finetuning import FreezeBackbone
 from zoo.callbacks.guards import NonFiniteLossError, StopOnNonFiniteLoss
+from zoo.callbacks.metadata import CheckpointMetadata
 from zoo.callbacks.mixup import MixupCutmix
 from zoo.callbacks.throughput import ThroughputMonitor
 
 __all__ = [
     "EMA",
     "AtomicCheckpointIO",
+    "CheckpointMetadata",
     "FreezeBackbone",
     "MixupCutmix",
     "NonFiniteLossError",

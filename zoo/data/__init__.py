@@ -7,6 +7,7 @@ derived files only under ``$ZOO_CACHE`` (default ``~/.cache/zoo``); see :mod:`zo
 from zoo.data.base import ZooDataModule
 from zoo.data.graph import GraphClassificationDataModule, MotifGraphsDataModule, PlanetoidDataModule, TUDataModule
 from zoo.data.paths import cache_dir, data_root
+from zoo.data.shapes import ShapesDataModule
 from zoo.data.text import TextCorpusDataModule
 from zoo.data.text_classification import TextClassificationDataModule
 from zoo.data.vision import CIFAR10DataModule, ImageFolderDataModule, VisionDataModule
@@ -17,6 +18,7 @@ __all__ = [
     "ImageFolderDataModule",
     "MotifGraphsDataModule",
     "PlanetoidDataModule",
+    "ShapesDataModule",
     "TUDataModule",
     "TextClassificationDataModule",
     "TextCorpusDataModule",

@@ -122,6 +122,8 @@ class CIFAR10DataModule(VisionDataModule):
         variant: ``"full"`` (50,000 training / 10,000 test images) or ``"mini"``.
         download: Download with torchvision when the data is not found.
         augment: Random crop (4 pixels, reflect padding) and horizontal flip for training.
+        random_crop: Include the random crop in that augmentation; diffusion recipes turn it off (flips only),
+            since a generator would learn to draw the reflected borders.
         auto_augment: Also apply torchvision's ``"trivialaugment"`` (TrivialAugmentWide) or ``"randaugment"``
             to training images, as vision-transformer recipes need; ``None`` for none.
         random_erasing: Probability of erasing a random rectangle of a training image (DeiT uses 0.25).
@@ -139,6 +141,7 @@ class CIFAR10DataModule(VisionDataModule):
         variant: Literal["full", "mini"] = "full",
         download: bool = False,
         augment: bool = True,
+        random_crop: bool = True,
         auto_augment: Literal["trivialaugment", "randaugment"] | None = None,
         random_erasing: float = 0.0,
         batch_size: int = 128,
@@ -160,6 +163,7 @@ class CIFAR10DataModule(VisionDataModule):
         if not 0 <= random_erasing <= 1:
             raise ValueError(f"random_erasing must be a probability, got {random_erasing}")
         self.augment = augment
+        self.random_crop = random_crop
         self.auto_augment = auto_augment
         self.random_erasing = random_erasing
         self.num_classes = 10
@@ -221,7 +225,8 @@ class CIFAR10DataModule(VisionDataModule):
             raise ValueError(f"CIFAR-10 images must be 32x32x3, got {train.images.shape[1:]}")
         self.class_names = train.classes
         normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
-        augment = [v2.RandomCrop(32, padding=4, padding_mode="reflect"), v2.RandomHorizontalFlip()]
+        crop = [v2.RandomCrop(32, padding=4, padding_mode="reflect")] if self.random_crop else []
+        augment = [*crop, v2.RandomHorizontalFlip()]
         if self.auto_augment is not None:
             augment.append(v2.TrivialAugmentWide() if self.auto_augment == "trivialaugment" else v2.RandAugment())
         erase = [v2.RandomErasing(self.random_erasing)] if self.random_erasing else []

@@ -1,0 +1,378 @@
+"""Denoising diffusion (DDPM training; DDPM or DDIM sampling) with any denoiser registered for it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+
+from zoo.models.diffusion.sampling import make_sampling_scheduler, make_training_scheduler, sample_images
+from zoo.models.diffusion.unet import check_class_labels
+from zoo.registry import create_model
+from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
+from zoo.tasks.optimization import optimization_config
+
+__all__ = ["DiffusionModel"]
+
+
+class DiffusionModel(L.LightningModule):
+    """Train a denoiser on DDPM's forward process and sample images with DDPM or DDIM.
+
+    Training draws a timestep ``t`` uniformly from ``0..num_train_timesteps - 1`` and Gaussian noise ``eps``
+    per image, forms ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` with diffusers' ``DDPMScheduler`` and
+    regresses the denoiser's output onto ``eps`` (``prediction_type="epsilon"``) or onto the velocity
+    ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0`` (``"v_prediction"``), with a mean squared error computed
+    in float32 (so ``bf16-mixed`` training only runs the network in bf16). Validation and test compute the
+    same loss with noise and timesteps fixed per batch, so the figure is comparable across epochs.
+
+    Images arrive normalised by the data module (``mean``, ``std``, linked by ``zoo fit``) and are mapped to
+    ``[-1, 1]``, the range DDPM assumes; samples are returned in ``[0, 1]``.
+
+    Sampling uses whatever weights the module holds. With the ``zoo.callbacks.EMA`` callback those are the
+    averaged weights during validation and test (so the sample grids and FID use them), and a checkpoint's
+    ``state_dict`` is the average, so ``DiffusionModel.load_from_checkpoint`` and ``zoo sample`` sample with
+    EMA weights by default.
+
+    Class conditioning (``conditional=True``) trains with each label replaced by "no class" with probability
+    ``class_dropout``, which enables classifier-free guidance (``guidance_scale > 1``) when sampling.
+
+    Args:
+        backbone: Registry name of a denoiser (``"unet_tiny"``, ``"unet_small"``, ``"ddpm_unet_cifar"``) or a
+            module ``(x, t, class_labels) -> prediction`` with ``image_size``, ``in_channels`` and
+            ``num_classes`` attributes (and ``null_class`` when conditional).
+        image_size: Side of the square images; linked from the data module. Defaults to the model's.
+        in_chans: Image channels; linked from the data module. Defaults to the model's.
+        num_classes: Classes in the data; linked from the data module. Used only when ``conditional``.
+        conditional: Condition the denoiser on the class labels of the batches.
+        class_dropout: Probability of training a sample without its class (conditional models only).
+        mean: Per-channel mean the data module normalised with; ``None`` when batches are already in ``[-1, 1]``.
+        std: Per-channel standard deviation the data module normalised with.
+        num_train_timesteps: Steps of the forward (noising) process.
+        beta_schedule: diffusers' noise schedule name (``"linear"`` as in DDPM, ``"squaredcos_cap_v2"`` cosine).
+        prediction_type: ``"epsilon"`` or ``"v_prediction"``.
+        sampler: Default sampler, ``"ddpm"`` or ``"ddim"``.
+        sample_steps: Default number of sampling steps (at most ``num_train_timesteps``).
+        guidance_scale: Default classifier-free guidance scale; 1 is none.
+        sample_every_n_epochs: Log a grid of samples to the logger every n validation epochs; 0 never.
+        num_sample_images: Images in that grid.
+        fid_num_images: Images to generate at test time for the FID against the test images; 0 skips it.
+        fid_features: Features for that FID: ``None`` for zoo's CIFAR-10 classifier (logged as
+            ``test/fid_zoo_classifier``; not the standard FID), a path to a zoo image classifier checkpoint,
+            or ``"inception:<path>"`` for the standard Inception-v3 weights file (``test/fid_inception``).
+        backbone_kwargs: Extra builder arguments for a named backbone (``dropout``, ``block_out_channels``, ...).
+        optimizer: ``params -> Optimizer``.
+        lr_scheduler: ``optimizer -> LRScheduler``; ``total_steps`` is filled from the trainer when unset.
+        lr_scheduler_interval: Step the scheduler every ``"step"`` or ``"epoch"``.
+        compile: Compile the backbone with ``torch.compile`` (in place).
+        channels_last: Use the channels-last memory format.
+
+    Shapes:
+        ``forward``: ``(B, C, H, W)`` noisy images, ``(B,)`` timesteps, optional ``(B,)`` labels -> like images.
+    """
+
+    default_monitor = ("val/loss", "min")
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "unet_small",
+        image_size: int | None = None,
+        in_chans: int | None = None,
+        num_classes: int | None = None,
+        conditional: bool = False,
+        class_dropout: float = 0.1,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        num_train_timesteps: int = 1000,
+        beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear",
+        prediction_type: Literal["epsilon", "v_prediction"] = "epsilon",
+        sampler: Literal["ddpm", "ddim"] = "ddim",
+        sample_steps: int = 50,
+        guidance_scale: float = 1.0,
+        sample_every_n_epochs: int = 1,
+        num_sample_images: int = 16,
+        fid_num_images: int = 0,
+        fid_features: str | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["step", "epoch"] = "step",
+        compile: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone_name = save_task_hyperparameters(self, backbone)
+        if not 0 <= class_dropout < 1:
+            raise ValueError(f"class_dropout must be a probability below 1, got {class_dropout}")
+        if conditional and not num_classes:
+            raise ValueError("a conditional diffusion model needs num_classes (linked from the data module)")
+        self.backbone = _resolve_backbone(
+            backbone, image_size, in_chans, num_classes if conditional else None, backbone_kwargs
+        )
+        self.image_size: int = int(self.backbone.image_size)
+        self.in_chans: int = int(self.backbone.in_channels)
+        self.num_classes = num_classes if conditional else None
+        self.conditional = conditional
+        self.class_dropout = class_dropout
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std of the data's normalisation, or neither")
+        # x in [-1, 1] = normalised * scale + shift, per channel
+        scale = torch.ones(self.in_chans) if std is None else 2 * torch.as_tensor(std, dtype=torch.float32)
+        shift = torch.zeros(self.in_chans) if mean is None else 2 * torch.as_tensor(mean, dtype=torch.float32) - 1
+        if scale.shape != (self.in_chans,) or shift.shape != (self.in_chans,):
+            raise ValueError(f"mean and std need {self.in_chans} values each, got {mean} and {std}")
+        self.register_buffer("_to_unit_scale", scale.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("_to_unit_shift", shift.view(1, -1, 1, 1), persistent=False)
+        self.noise_scheduler = make_training_scheduler(num_train_timesteps, beta_schedule, prediction_type)
+        self.sampler = sampler
+        self.sample_steps = sample_steps
+        make_sampling_scheduler(self.noise_scheduler, sampler, sample_steps)  # fail now on a bad pair, not mid-run
+        self.guidance_scale = guidance_scale
+        self.sample_every_n_epochs = sample_every_n_epochs
+        self.num_sample_images = num_sample_images
+        self.fid_num_images = fid_num_images
+        self.fid_features = fid_features
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.lr_scheduler_interval = lr_scheduler_interval
+        self.compile_backbone = compile
+        self.channels_last = channels_last
+        self._configured = False
+        self.__dict__["_fid"] = None  # a metric holding a feature network, kept out of the checkpoint
+
+    def configure_model(self) -> None:  # noqa: D102
+        if self._configured:
+            return
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if self.compile_backbone:
+            self.backbone.compile()
+        self._configured = True
+
+    def forward(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The denoiser's prediction (noise or velocity) for ``noisy`` images at ``timesteps``."""
+        if self.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        return self.backbone(noisy, timesteps, class_labels)
+
+    # Training ----------------------------------------------------------------------------------------------
+
+    def _images_and_labels(self, batch: Any, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        if images.ndim != 4 or images.shape[1:] != (self.in_chans, self.image_size, self.image_size):
+            raise ValueError(
+                f"DiffusionModel: images of shape {tuple(images.shape)}, but {self.backbone_name!r} expects "
+                f"(B, {self.in_chans}, {self.image_size}, {self.image_size})"
+            )
+        labels = None
+        if self.conditional:
+            if not isinstance(batch, list | tuple) or len(batch) < 2:
+                raise ValueError("a conditional diffusion model needs (images, labels) batches")
+            labels = batch[1]
+            if labels.device.type == "cpu" or batch_idx == 0:  # free on the CPU; once per epoch elsewhere
+                check_class_labels(labels, self.num_classes or 0)
+        return images.float() * self._to_unit_scale + self._to_unit_shift, labels
+
+    def _loss(self, x0: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+        batch = x0.shape[0]
+        steps = self.noise_scheduler.config.num_train_timesteps
+        if generator is None:
+            noise = torch.randn_like(x0)
+            timesteps = torch.randint(0, steps, (batch,), device=x0.device)
+        else:
+            noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+            timesteps = torch.randint(0, steps, (batch,), generator=generator).to(x0.device)
+        noisy = self.noise_scheduler.add_noise(x0, noise, timesteps)
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(x0, noise, timesteps)
+        else:
+            target = noise
+        return F.mse_loss(self(noisy, timesteps, labels).float(), target)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
+        x0, labels = self._images_and_labels(batch, batch_idx)
+        if labels is not None and self.class_dropout > 0:
+            dropped = torch.rand(labels.shape, device=labels.device) < self.class_dropout
+            labels = torch.where(dropped, torch.full_like(labels, self.backbone.null_class), labels)
+        loss = self._loss(x0, labels, None)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _eval_loss(self, batch: Any, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x0, labels = self._images_and_labels(batch, batch_idx)
+        generator = torch.Generator().manual_seed(batch_idx + 1_000_003 * self.global_rank)
+        return x0, self._loss(x0, labels, generator)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+        _, loss = self._eval_loss(batch, batch_idx)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        if batch_idx == 0 and self._grid_due():
+            self._log_sample_grid()
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+        x0, loss = self._eval_loss(batch, batch_idx)
+        self.log("test/loss", loss, sync_dist=True)
+        if self._fid is not None:
+            self._fid.update(self._to_unit_interval(x0), real=True)
+
+    # Sampling ------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self,
+        num_images: int,
+        seed: int = 0,
+        sampler: Literal["ddpm", "ddim"] | None = None,
+        steps: int | None = None,
+        class_labels: Sequence[int] | torch.Tensor | None = None,
+        guidance_scale: float | None = None,
+        eta: float = 0.0,
+        batch_size: int = 256,
+    ) -> torch.Tensor:
+        """Generate images with the weights the module holds (EMA ones when loaded from a checkpoint).
+
+        Args:
+            num_images: How many images.
+            seed: Seed of the noise; the same seed, sampler and steps give the same images.
+            sampler: ``"ddpm"`` or ``"ddim"``; defaults to the task's.
+            steps: Sampling steps; defaults to the task's ``sample_steps``.
+            class_labels: ``num_images`` classes for a conditional model; ``None`` samples unconditionally
+                (a conditional model then cycles through the classes).
+            guidance_scale: Classifier-free guidance; defaults to the task's.
+            eta: DDIM stochasticity.
+            batch_size: Images per forward pass.
+
+        Returns:
+            ``(num_images, C, H, W)`` float32 images in ``[0, 1]`` on the module's device.
+
+        Raises:
+            ValueError: For more steps than training timesteps, labels out of range or of the wrong count,
+                or labels given to an unconditional model.
+        """
+        scheduler = make_sampling_scheduler(self.noise_scheduler, sampler or self.sampler, steps or self.sample_steps)
+        labels = self._sampling_labels(num_images, class_labels)
+        generator = torch.Generator().manual_seed(seed)
+        was_training = self.training
+        self.eval()
+        try:
+            chunks = []
+            for start in range(0, num_images, batch_size):
+                count = min(batch_size, num_images - start)
+                chunk_labels = None if labels is None else labels[start : start + count]
+                chunks.append(
+                    sample_images(
+                        self.backbone,
+                        scheduler,
+                        (count, self.in_chans, self.image_size, self.image_size),
+                        generator,
+                        chunk_labels,
+                        self.guidance_scale if guidance_scale is None else guidance_scale,
+                        eta,
+                    )
+                )
+        finally:
+            self.train(was_training)
+        return (torch.cat(chunks) + 1) / 2
+
+    def _sampling_labels(
+        self, num_images: int, class_labels: Sequence[int] | torch.Tensor | None
+    ) -> torch.Tensor | None:
+        if not self.conditional:
+            if class_labels is not None:
+                raise ValueError("class labels were given, but this diffusion model is unconditional")
+            return None
+        assert self.num_classes is not None
+        if class_labels is None:
+            labels = torch.arange(num_images) % self.num_classes
+        else:
+            labels = torch.as_tensor(class_labels, dtype=torch.long).flatten()
+            if labels.numel() == 1:
+                labels = labels.expand(num_images)
+            if labels.numel() != num_images:
+                raise ValueError(f"{labels.numel()} class labels for {num_images} images; give one, or one per image")
+        check_class_labels(labels, self.num_classes)
+        return labels.to(self.device)
+
+    def _to_unit_interval(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x + 1) / 2).clamp(0, 1)
+
+    def _grid_due(self) -> bool:
+        trainer = self.trainer
+        every = self.sample_every_n_epochs
+        return (
+            every > 0
+            and not trainer.sanity_checking
+            and (trainer.current_epoch + 1) % every == 0
+            and self.num_sample_images > 0
+            and trainer.logger is not None
+        )
+
+    @rank_zero_only
+    def _log_sample_grid(self) -> None:
+        from torchvision.utils import make_grid
+
+        experiment = getattr(self.trainer.logger, "experiment", None)
+        if not hasattr(experiment, "add_image"):
+            return
+        images = self.sample(self.num_sample_images, seed=0)
+        grid = make_grid(images.cpu(), nrow=max(1, int(self.num_sample_images**0.5)))
+        experiment.add_image("samples", grid, global_step=self.global_step)
+
+    # FID at test time ---------------------------------------------------------------------------------------
+
+    def on_test_epoch_start(self) -> None:  # noqa: D102
+        if self.fid_num_images > 0:
+            from zoo.metrics.fid import build_fid
+
+            self.__dict__["_fid"], self._fid_name = build_fid(self.fid_features, self.in_chans)
+            self._fid.to(self.device)
+
+    def on_test_epoch_end(self) -> None:  # noqa: D102
+        fid = self._fid
+        if fid is None:
+            return
+        world, rank = self.trainer.world_size, self.global_rank
+        share = self.fid_num_images // world + (rank < self.fid_num_images % world)
+        for start in range(0, share, 256):
+            images = self.sample(min(256, share - start), seed=10_000 * rank + start)
+            fid.update(images, real=False)
+        self.log(f"test/{self._fid_name}", fid.compute().float(), sync_dist=False)
+        self.__dict__["_fid"] = None
+
+    def configure_optimizers(self) -> Any:
+        """AdamW-style groups (no decay on norms and biases) and the scheduler."""
+        return optimization_config(
+            self.backbone,
+            self.optimizer_factory,
+            self.lr_scheduler_factory,
+            self.lr_scheduler_interval,
+            lambda: self.trainer.estimated_stepping_batches,
+        )
+
+
+def _resolve_backbone(
+    backbone: str | nn.Module,
+    image_size: int | None,
+    in_chans: int | None,
+    num_classes: int | None,
+    kwargs: dict[str, Any] | None,
+) -> nn.Module:
+    if isinstance(backbone, str):
+        entry_for_task(backbone, "diffusion")
+        overrides = {k: v for k, v in (("image_size", image_size), ("in_channels", in_chans)) if v is not None}
+        return create_model(backbone, num_classes=num_classes, **overrides, **(kwargs or {}))
+    if kwargs:
+        raise ValueError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
+    for name, wanted in (("image_size", image_size), ("in_channels", in_chans), ("num_classes", num_classes)):
+        if not hasattr(backbone, name):
+            raise ValueError(f"{type(backbone).__name__} needs a {name} attribute to serve as a denoiser")
+        if wanted is not None and getattr(backbone, name) != wanted:
+            raise ValueError(f"backbone has {name}={getattr(backbone, name)} but the task has {name}={wanted}")
+    return backbone
