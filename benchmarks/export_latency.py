@@ -1,0 +1,130 @@
+"""Latency of eager PyTorch, TorchScript and onnxruntime for the CIFAR-10 CNNs and the small GPTs, on CPU.
+
+    python benchmarks/export_latency.py --out benchmarks/results/export_latency_cpu.jsonl [--smoke]
+
+Each model is exported with ``export.export_checkpoint`` (random weights: latency does not depend on their
+values), then every runtime is timed on the same input at batch 1 and 32: the median of ``--repeats`` calls
+after ``--warmup`` calls, interleaved across runtimes so that machine noise hits all of them alike. For the
+GPTs, onnxruntime is also timed after its transformer optimiser (attention and layer-norm fusion,
+``onnxruntime.transformers.optimizer``). Prints a table with each runtime's speed-up over eager and appends one
+JSON record per model and batch to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipe_accuracy import hardware
+
+from export import export_checkpoint
+from export.checkpoint import load_checkpoint
+from export.formats import runner
+from export.specs import export_spec
+from zoo.tasks import ImageClassifier, LanguageModel
+
+CNNS = ("speedrun_net_tiny", "speedrun_net", "resnet18_cifar")
+GPTS = {"gpt_nano": (4, 128), "gpt_mini": (6, 384)}  # name -> (heads, width) for the ORT optimiser
+
+
+def _checkpoint(name: str, folder: Path) -> Path:
+    torch.manual_seed(0)
+    task = ImageClassifier(name, num_classes=10) if name in CNNS else LanguageModel(name, vocab_size=65)
+    hparams = {"_class_path": f"zoo.tasks.{type(task).__name__}", **dict(task.hparams)}
+    path = folder / f"{name}.ckpt"
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams}, path)
+    return path
+
+
+def _ort_transformer_optimised(path: Path, heads: int, width: int) -> Callable[..., torch.Tensor]:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimised = path.with_name(path.stem + ".ort-opt.onnx")
+    optimize_model(str(path), model_type="gpt2", num_heads=heads, hidden_size=width).save_model_to_file(str(optimised))
+    return runner("onnx", optimised)
+
+
+def _call_ms(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...]) -> float:
+    start = time.perf_counter()
+    fn(*inputs)
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    """Export, time and record every model at batch 1 and 32."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--models", nargs="*", default=[*CNNS, *GPTS])
+    parser.add_argument("--batches", nargs="*", type=int, default=[1, 32])
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--smoke", action="store_true", help="one small model of each kind, few calls (for CI)")
+    args = parser.parse_args()
+    if args.smoke:
+        args.models, args.batches, args.warmup, args.repeats = ["speedrun_net_tiny", "gpt_nano"], [2], 1, 2
+    torch.set_grad_enabled(False)
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name in args.models:
+            checkpoint = _checkpoint(name, folder)
+            report = export_checkpoint(checkpoint, folder / name, formats=["onnx", "torchscript"], verify=True)
+            if not report.ok:
+                raise SystemExit(f"{name}: export failed\n{report.table()}")
+            spec = export_spec(load_checkpoint(checkpoint))
+            stem = folder / name / name
+            runtimes: dict[str, Callable[..., torch.Tensor]] = {
+                "eager": spec.module,
+                "torchscript": runner("torchscript", stem.with_suffix(".torchscript.pt")),
+                "onnxruntime": runner("onnx", stem.with_suffix(".onnx")),
+            }
+            if name in GPTS:
+                runtimes["onnxruntime+transformer-opt"] = _ort_transformer_optimised(
+                    stem.with_suffix(".onnx"), *GPTS[name]
+                )
+            for batch in args.batches:
+                sizes = {"batch": batch}
+                if name in GPTS:
+                    sizes["tokens"] = spec.inputs[0].max_sizes["tokens"]
+                inputs = spec.make_inputs(sizes)
+                for fn in runtimes.values():
+                    for _ in range(args.warmup):
+                        fn(*inputs)
+                samples: dict[str, list[float]] = {k: [] for k in runtimes}
+                for _ in range(args.repeats):  # interleaved: one call of each runtime per round
+                    for key, fn in runtimes.items():
+                        samples[key].append(_call_ms(fn, inputs))
+                medians = {k: statistics.median(v) for k, v in samples.items()}
+                record = {
+                    "benchmark": "export_latency",
+                    "model": name,
+                    "batch": batch,
+                    "input": {k: list(t.shape) for k, t in zip([i.name for i in spec.inputs], inputs, strict=True)},
+                    "median_ms": {k: round(v, 3) for k, v in medians.items()},
+                    "speedup_vs_eager": {k: round(medians["eager"] / v, 2) for k, v in medians.items()},
+                    "repeats": args.repeats,
+                    "command": "python benchmarks/export_latency.py " + " ".join(sys.argv[1:]),
+                    "hardware": hardware(),
+                    "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+                }
+                records.append(record)
+                cells = "  ".join(f"{k} {v:.2f} ms ({record['speedup_vs_eager'][k]:.2f}x)" for k, v in medians.items())
+                print(f"{name:<18} batch {batch:<3} {cells}", flush=True)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+if __name__ == "__main__":
+    main()

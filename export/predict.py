@@ -1,0 +1,136 @@
+"""Run an exported artifact on raw input (image files, text) with the preprocessing it carries.
+
+Needs neither the checkpoint nor zoo's training code: the artifact's metadata gives the image size and
+normalisation, the label names and the tokenizer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.formats import read_metadata, runner
+
+__all__ = ["ExportedModel", "load"]
+
+_FORMAT_OF_SUFFIX = {".onnx": "onnx", ".pt2": "exported_program", ".pt": "torchscript"}
+
+
+def load(path: str | os.PathLike[str]) -> ExportedModel:
+    """Load an artifact written by ``zoo export`` (ONNX, TorchScript or ExportedProgram, by its suffix).
+
+    Raises:
+        FileNotFoundError: If the file is missing.
+        ValueError: If the suffix is unknown or the file carries no zoo metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"exported model {path} does not exist")
+    fmt = _FORMAT_OF_SUFFIX.get(path.suffix)
+    if fmt is None:
+        raise ValueError(f"{path}: unknown artifact suffix {path.suffix!r}; expected .onnx, .pt2 or .torchscript.pt")
+    return ExportedModel(path, fmt, read_metadata(path))
+
+
+class ExportedModel:
+    """An exported network with its metadata: call it on tensors, or ``predict``/``generate`` on raw input.
+
+    Attributes:
+        path: The artifact.
+        format: ``"onnx"``, ``"torchscript"`` or ``"exported_program"``.
+        metadata: What the artifact says about itself (model, inputs, preprocessing, labels, recipe, metrics).
+    """
+
+    def __init__(self, path: Path, fmt: str, metadata: dict[str, Any]) -> None:
+        self.path = path
+        self.format = fmt
+        self.metadata = metadata
+        self._run = runner(fmt, path)
+        self._tokenizer: Any = None
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Run the network on already-preprocessed tensors (see ``metadata["inputs"]``)."""
+        return self._run(*inputs)
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Class names, when the model classifies."""
+        return self.metadata.get("labels")
+
+    # Images ----------------------------------------------------------------------------------------------
+
+    def preprocess_images(self, images: Sequence[str | os.PathLike[str] | Any]) -> torch.Tensor:
+        """Image files, PIL images or ``(H, W, C)`` uint8 arrays -> the normalised ``(N, C, S, S)`` batch."""
+        from PIL import Image
+
+        pre = self.metadata["preprocessing"]
+        side, channels = int(pre.get("image_size", 32)), int(pre.get("in_chans", 3))
+        mean = torch.tensor(pre.get("mean", [0.0] * channels)).view(1, -1, 1, 1)
+        std = torch.tensor(pre.get("std", [1.0] * channels)).view(1, -1, 1, 1)
+        arrays = []
+        for item in images:
+            if isinstance(item, str | os.PathLike):
+                with Image.open(item) as opened:
+                    image = opened.convert("RGB" if channels == 3 else "L")
+            elif isinstance(item, np.ndarray):
+                image = Image.fromarray(item)
+            else:
+                image = item.convert("RGB" if channels == 3 else "L")
+            if image.size != (side, side):
+                image = image.resize((side, side), Image.Resampling.BILINEAR)
+            arrays.append(np.asarray(image, dtype=np.uint8).reshape(side, side, channels))
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+        return (batch - mean) / std
+
+    def predict(self, images: Sequence[str | os.PathLike[str] | Any], top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Classify raw images: per image, the ``top_k`` ``(label, probability)`` pairs, most likely first."""
+        probabilities = self(self.preprocess_images(images)).float().softmax(dim=-1)
+        values, indices = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
+        names = self.labels or [str(i) for i in range(probabilities.shape[-1])]
+        return [[(names[i], float(p)) for p, i in zip(row_p, row_i, strict=True)]
+                for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)]  # fmt: skip
+
+    # Text ------------------------------------------------------------------------------------------------
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer embedded in the metadata (zoo's or a Hugging Face one)."""
+        if self._tokenizer is None:
+            spec = self.metadata["preprocessing"].get("tokenizer")
+            if spec is None:
+                raise ValueError(f"{self.path} carries no tokenizer: it does not take text")
+            if spec["kind"] == "zoo":
+                from zoo.data.tokenizers import tokenizer_from_config
+
+                self._tokenizer = tokenizer_from_config(spec["config"])
+            else:
+                from tokenizers import Tokenizer
+
+                self._tokenizer = Tokenizer.from_str(spec["json"])
+        return self._tokenizer
+
+    def generate(
+        self, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8, top_k: int | None = 200, seed: int = 0
+    ) -> str:
+        """Continue ``prompt`` with a language model, sampling token by token from the artifact's logits."""
+        block = int(self.metadata["inputs"][0]["max"].get("tokens", 0)) or None
+        ids = torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long)
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(max_new_tokens):
+            context = ids if block is None else ids[:, -block:]
+            logits = self(context)[:, -1, :].float()
+            if temperature == 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                next_id = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
+            ids = torch.cat([ids, next_id], dim=1)
+        return self.tokenizer.decode(ids[0].tolist())

@@ -1,0 +1,135 @@
+"""Export every exportable registered model to all three formats and verify it; refuse unsafe or damaged input."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from export import export_checkpoint, load_checkpoint, read_metadata
+from export.checkpoint import LoadedCheckpoint
+from export.specs import export_spec
+from export.verify import verify_artifact
+from zoo.tasks import DiffusionModel, ImageClassifier, LanguageModel
+from zoo.weights import WeightsMismatchError
+
+# Tasks export handles, and how to build each for a registered model (small inputs, random weights).
+BUILDERS = {
+    "image_classification": lambda name: ImageClassifier(name, num_classes=10),
+    "language_modeling": lambda name: LanguageModel(name, vocab_size=37, block_size=32),
+    "diffusion": lambda name: DiffusionModel(name, image_size=16, num_classes=3, conditional=True),
+}
+EXPORTABLE = [n for n in zoo.list_models() if set(zoo.model_info(n).tasks) & set(BUILDERS)]
+HEAVY = {n for n in EXPORTABLE if zoo.model_info(n).num_params > 15e6}
+
+
+def write_checkpoint(task: torch.nn.Module, path: Path, **extra) -> Path:
+    """A checkpoint laid out as Lightning writes one (task class, hyperparameters, state dict)."""
+    hparams = {"_class_path": f"zoo.tasks.{type(task).__name__}", **dict(task.hparams)}
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams, **extra}, path)
+    return path
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in EXPORTABLE])
+def test_every_exportable_model_exports_and_verifies(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    task_kind = next(t for t in zoo.model_info(name).tasks if t in BUILDERS)
+    checkpoint = write_checkpoint(BUILDERS[task_kind](name), tmp_path / "model.ckpt")
+    report = export_checkpoint(checkpoint, tmp_path / "out")
+    assert report.ok, report.table()
+    assert [row["format"] for row in report.rows] == ["onnx", "torchscript", "exported_program"]
+    for row in report.rows:
+        metadata = read_metadata(tmp_path / "out" / row["file"])
+        assert (metadata["model_name"], metadata["zoo_version"]) == (name, zoo.__version__)
+        assert metadata["inputs"] == report.metadata["inputs"]
+    assert "## Artifacts" in report.model_card.read_text()
+
+
+@pytest.fixture(scope="module")
+def exported_classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LoadedCheckpoint]:
+    folder = tmp_path_factory.mktemp("exported")
+    torch.manual_seed(0)
+    task = ImageClassifier("speedrun_net_tiny", num_classes=10)
+    checkpoint = write_checkpoint(task, folder / "model.ckpt")
+    assert export_checkpoint(checkpoint, folder).ok
+    return folder, load_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".torchscript.pt", ".pt2"])
+def test_a_damaged_artifact_fails_verification_with_the_reason(
+    suffix: str, exported_classifier: tuple[Path, LoadedCheckpoint], tmp_path: Path
+) -> None:
+    folder, loaded = exported_classifier
+    spec = export_spec(loaded)
+    fmt = {".onnx": "onnx", ".torchscript.pt": "torchscript", ".pt2": "exported_program"}[suffix]
+    original = (folder / f"speedrun_net_tiny{suffix}").read_bytes()
+    truncated = tmp_path / f"truncated{suffix}"
+    truncated.write_bytes(original[: len(original) // 2])
+    result = verify_artifact(fmt, truncated, spec)
+    assert not result.passed and result.message.startswith("cannot be loaded")
+    # Tampered weights: the file loads, but its outputs no longer match eager PyTorch.
+    tampered = tmp_path / f"tampered{suffix}"
+    tampered.write_bytes(_scale_stored_weights(original, loaded.task.backbone))
+    result = verify_artifact(fmt, tampered, spec)
+    assert not result.passed
+    assert "max abs error" in result.message or "cannot be loaded" in result.message
+
+
+def _scale_stored_weights(data: bytes, backbone: torch.nn.Module) -> bytes:
+    """Overwrite, in a serialized model, the raw bytes of the largest weight stored unchanged with other values.
+
+    Exporters may fold or transpose some weights (ONNX folds constants), so the first tensor found verbatim
+    is the one changed.
+    """
+    for weight in sorted(backbone.state_dict().values(), key=lambda t: -t.numel()):
+        if not weight.is_floating_point() or weight.numel() < 64:
+            continue
+        raw = weight.detach().contiguous().numpy().tobytes()
+        start = data.find(raw)
+        if start >= 0:
+            changed = (weight.detach() * 3 + 0.5).contiguous().numpy().tobytes()
+            return data[:start] + changed + data[start + len(raw) :]
+    raise AssertionError("no weight is stored verbatim in the artifact")
+
+
+def test_checkpoints_needing_arbitrary_unpickling_are_refused(tmp_path: Path) -> None:
+    task = ImageClassifier("speedrun_net_tiny", num_classes=10)
+    path = write_checkpoint(task, tmp_path / "pickled.ckpt", extra_object=functools.partial(print, "boo"))
+    with pytest.raises(ValueError, match=r"arbitrary unpickling .* weights_only=True so that opening a file cannot"):
+        load_checkpoint(path)
+
+
+def test_missing_and_unexpected_keys_are_listed(tmp_path: Path) -> None:
+    task = ImageClassifier("speedrun_net_tiny", num_classes=10)
+    state = task.state_dict()
+    dropped = next(iter(state))
+    state.pop(dropped)
+    state["backbone.extra.weight"] = torch.zeros(1)
+    hparams = {"_class_path": "zoo.tasks.ImageClassifier", **dict(task.hparams)}
+    torch.save({"state_dict": state, "hyper_parameters": hparams}, tmp_path / "bad.ckpt")
+    listed = rf"missing keys \(1\): {dropped}\n.*unexpected keys \(1\): backbone\.extra"
+    with pytest.raises(WeightsMismatchError, match=listed):
+        load_checkpoint(tmp_path / "bad.ckpt")
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}, tmp_path / "bare.ckpt")
+    with pytest.raises(ValueError, match="does not record its task class"):
+        load_checkpoint(tmp_path / "bare.ckpt")
+    assert load_checkpoint(tmp_path / "bare.ckpt", task_class="zoo.tasks.ImageClassifier").weights == "trained"
+
+
+def test_an_exported_language_model_generates_like_the_eager_one(tmp_path: Path) -> None:
+    from export import load
+    from zoo.data.tokenizers import CharTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.from_text("to be or not to be, that is the question")
+    task = LanguageModel("gpt_nano", vocab_size=tokenizer.vocab_size, block_size=16)
+    task.tokenizer = tokenizer
+    checkpoint = write_checkpoint(task, tmp_path / "lm.ckpt", tokenizer=tokenizer.to_config())
+    assert export_checkpoint(checkpoint, tmp_path / "out", formats=["onnx"]).ok
+    model = load(tmp_path / "out" / "gpt_nano.onnx")
+    assert model.metadata["preprocessing"]["tokenizer"]["kind"] == "zoo"
+    # Greedy decoding past the 16-token context: the helper must crop the context as the eager model does.
+    assert model.generate("to be", max_new_tokens=20, temperature=0) == task.generate("to be", 20, temperature=0)
