@@ -11,7 +11,6 @@ CIFAR-10 subset shipped with zoo (for CI).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime, timezone
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe_accuracy import hardware
+from recipe_accuracy import hardware, write_record
 
 from zoo.data import CIFAR10DataModule
 from zoo.metrics.fid import build_fid
@@ -58,11 +57,7 @@ def main() -> None:
         "hardware": hardware(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
-    print(json.dumps(record))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+    write_record(record, args.out)
 
 
 if __name__ == "__main__":

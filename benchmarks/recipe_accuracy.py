@@ -39,6 +39,15 @@ def hardware() -> dict[str, str | int]:
     return info
 
 
+def write_record(record: dict[str, object], out: Path | None) -> None:
+    """Print ``record`` as one JSON line and append it to ``out`` (created with its folder) when given."""
+    print(json.dumps(record), flush=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
 def run_recipe(recipe: str, extra: list[str]) -> dict[str, object]:
     """Train one recipe with ``zoo fit`` semantics and return its record."""
     args = ["fit", "--config", recipe, "--trainer.enable_progress_bar", "false", *extra]
@@ -75,10 +84,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sys.argv = sys.argv[:1]  # the recipes' arguments are passed to LightningCLI directly
     for recipe in args.recipes:
-        record = run_recipe(recipe, extra)
-        print(json.dumps(record), flush=True)
-        with args.out.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        write_record(run_recipe(recipe, extra), args.out)
 
 
 if __name__ == "__main__":

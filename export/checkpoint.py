@@ -13,7 +13,7 @@ import torch
 
 from zoo.callbacks.checkpoint import check_checkpoint_file
 from zoo.callbacks.metadata import METADATA_KEY
-from zoo.weights import WeightsMismatchError
+from zoo.weights import WeightsMismatchError, load_safely
 
 __all__ = ["LoadedCheckpoint", "load_checkpoint"]
 
@@ -91,16 +91,7 @@ def load_checkpoint(
 
 
 def _load_weights_only(path: Path) -> dict[str, Any]:
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise ValueError(
-                f"checkpoint {path} holds objects that only arbitrary unpickling can rebuild, and zoo loads "
-                "checkpoints with weights_only=True so that opening a file cannot run code. Re-save it from the "
-                f"code that wrote it with plain tensors and numbers. ({str(err).splitlines()[0]})"
-            ) from err
-        raise
+    loaded = load_safely(path)
     if not isinstance(loaded, dict):
         raise ValueError(f"{path} is not a Lightning checkpoint (a {type(loaded).__name__}, not a dictionary)")
     return loaded

@@ -22,7 +22,7 @@ def build_metadata(loaded: LoadedCheckpoint, spec: ExportSpec) -> dict[str, Any]
     recorded = loaded.metadata
     data = dict(recorded.get("data") or {})
     preprocessing: dict[str, Any] = {}
-    for key in ("mean", "std", "image_size", "in_chans"):
+    for key in ("mean", "std", "image_size", "in_chans", "max_length"):
         if key in data:
             preprocessing[key] = data[key]
     if "tokenizer" in data:

@@ -87,9 +87,17 @@ class ExportedModel:
         batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
         return (batch - mean) / std
 
-    def predict(self, images: Sequence[str | os.PathLike[str] | Any], top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """Classify raw images: per image, the ``top_k`` ``(label, probability)`` pairs, most likely first."""
-        probabilities = self(self.preprocess_images(images)).float().softmax(dim=-1)
+    def predict(self, inputs: Sequence[str | os.PathLike[str] | Any], top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Classify raw inputs: per input, the ``top_k`` ``(label, probability)`` pairs, most likely first.
+
+        Inputs are image files, PIL images or uint8 arrays for an image classifier, and strings for a text
+        classifier.
+        """
+        if self.metadata["task"].endswith("TextClassifier"):
+            logits = self(*self.preprocess_texts([str(text) for text in inputs]))
+        else:
+            logits = self(self.preprocess_images(inputs))
+        probabilities = logits.float().softmax(dim=-1)
         values, indices = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
         names = self.labels or [str(i) for i in range(probabilities.shape[-1])]
         return [[(names[i], float(p)) for p, i in zip(row_p, row_i, strict=True)]
@@ -113,6 +121,22 @@ class ExportedModel:
 
                 self._tokenizer = Tokenizer.from_str(spec["json"])
         return self._tokenizer
+
+    def preprocess_texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> ``(input_ids, attention_mask)``, ``(N, L)`` each, with the embedded Hugging Face tokenizer.
+
+        Special tokens are added, sequences are truncated to the model's ``max_length`` and padded to the longest.
+        """
+        tokenizer = self.tokenizer
+        longest = self.metadata["preprocessing"].get("max_length") or self.metadata["inputs"][0]["max"]["tokens"]
+        tokenizer.enable_truncation(int(longest))
+        pad = next((t for t in ("[PAD]", "<pad>") if tokenizer.token_to_id(t) is not None), None)
+        pad_id = tokenizer.token_to_id(pad) if pad is not None else 0
+        tokenizer.enable_padding(pad_id=pad_id, pad_token=pad or "[PAD]")
+        encoded = tokenizer.encode_batch(list(texts))
+        ids = torch.tensor([e.ids for e in encoded], dtype=torch.long)
+        mask = torch.tensor([e.attention_mask for e in encoded], dtype=torch.long)
+        return ids, mask
 
     def generate(
         self, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8, top_k: int | None = 200, seed: int = 0

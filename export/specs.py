@@ -74,6 +74,8 @@ def export_spec(loaded: LoadedCheckpoint) -> ExportSpec:
         "ImageClassifier": _image_classifier,
         "LanguageModel": _language_model,
         "DiffusionModel": _diffusion_model,
+        "TextClassifier": _text_classifier,
+        "NodeClassifier": _node_classifier,
     }
     if name not in builders:
         raise ValueError(f"export does not handle {loaded.task_class} yet; it handles {sorted(builders)}")
@@ -178,4 +180,67 @@ def _diffusion_model(task: Any) -> ExportSpec:
             "side of that branch. Sample in batches of up to 63 with the ExportedProgram (ONNX and TorchScript "
             "take any batch)."
         ),
+    )
+
+
+class _NodeModel(nn.Module):
+    """A node classifier with the fixed argument list ``(x, edge_index)`` that export needs."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x, edge_index)
+
+
+def _node_classifier(task: Any) -> ExportSpec:
+    features = task.in_channels
+
+    def make(sizes: dict[str, int]) -> tuple[torch.Tensor, ...]:
+        generator = _generator(sizes)
+        x = torch.randn(sizes["nodes"], features, generator=generator)
+        return x, torch.randint(0, sizes["nodes"], (2, sizes["edges"]), generator=generator)
+
+    return ExportSpec(
+        module=_NodeModel(task.backbone).eval(),
+        inputs=[InputSpec("x", ("nodes", features), "float32"), InputSpec("edge_index", (2, "edges"), "int64")],
+        output_names=["logits"],
+        make_inputs=make,
+        export_sizes={"nodes": 12, "edges": 40},
+        check_sizes=[{"nodes": 7, "edges": 15}, {"nodes": 30, "edges": 120}],
+    )
+
+
+class _TextModel(nn.Module):
+    """A text classifier with the fixed argument list ``(input_ids, attention_mask)`` that export needs."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.backbone(input_ids, attention_mask)
+
+
+def _text_classifier(task: Any) -> ExportSpec:
+    vocab, longest = task.backbone.vocab_size, task.backbone.max_length
+
+    def make(sizes: dict[str, int]) -> tuple[torch.Tensor, ...]:
+        generator = _generator(sizes)
+        ids = torch.randint(5, vocab, (sizes["batch"], sizes["tokens"]), generator=generator)
+        mask = torch.ones_like(ids)
+        mask[0, sizes["tokens"] // 2 :] = 0  # the first sequence is padded
+        return ids, mask
+
+    return ExportSpec(
+        module=_TextModel(task.backbone).eval(),
+        inputs=[
+            InputSpec("input_ids", ("batch", "tokens"), "int64", {"tokens": longest}),
+            InputSpec("attention_mask", ("batch", "tokens"), "int64", {"tokens": longest}),
+        ],
+        output_names=["logits"],
+        make_inputs=make,
+        export_sizes={"batch": 2, "tokens": 12},
+        check_sizes=[{"batch": 1, "tokens": 5}, {"batch": 3, "tokens": 40}],
     )

@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["WeightsMismatchError", "load_weights", "read_state_dict", "save_weights"]
+__all__ = ["WeightsMismatchError", "load_safely", "load_weights", "read_state_dict", "save_weights"]
 
 _CHECKPOINT_PREFIX = "backbone."
 
 
 class WeightsMismatchError(ValueError):
     """Raised when a weights file does not fit a model; the message lists missing, unexpected and resized keys."""
+
+
+def load_safely(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, refusing with the reason what needs more.
+
+    Raises:
+        ValueError: If the file holds objects that only arbitrary unpickling can rebuild: zoo never loads
+            those, so that opening a checkpoint cannot run code.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise ValueError(
+                f"checkpoint {path} holds objects that only arbitrary unpickling can rebuild, and zoo loads "
+                "checkpoints with weights_only=True so that opening a file cannot run code. Re-save it from the "
+                f"code that wrote it with plain tensors and numbers. ({str(err).splitlines()[0]})"
+            ) from err
+        raise
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -38,15 +58,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     from zoo.callbacks.checkpoint import check_checkpoint_file
 
     check_checkpoint_file(path)
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise ValueError(
-                f"checkpoint {path} holds objects that only arbitrary unpickling can rebuild; zoo loads checkpoints "
-                f"with weights_only=True so that a file cannot run code. ({str(err).splitlines()[0]})"
-            ) from err
-        raise
+    loaded = load_safely(path)
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else loaded
     if any(key.startswith(_CHECKPOINT_PREFIX) for key in state):
         state = {k[len(_CHECKPOINT_PREFIX) :]: v for k, v in state.items() if k.startswith(_CHECKPOINT_PREFIX)}

@@ -13,7 +13,7 @@ from export import export_checkpoint, load_checkpoint, read_metadata
 from export.checkpoint import LoadedCheckpoint
 from export.specs import export_spec
 from export.verify import verify_artifact
-from zoo.tasks import DiffusionModel, ImageClassifier, LanguageModel
+from zoo.tasks import DiffusionModel, ImageClassifier, LanguageModel, NodeClassifier, TextClassifier
 from zoo.weights import WeightsMismatchError
 
 # Tasks export handles, and how to build each for a registered model (small inputs, random weights).
@@ -21,6 +21,8 @@ BUILDERS = {
     "image_classification": lambda name: ImageClassifier(name, num_classes=10),
     "language_modeling": lambda name: LanguageModel(name, vocab_size=37, block_size=32),
     "diffusion": lambda name: DiffusionModel(name, image_size=16, num_classes=3, conditional=True),
+    "text_classification": lambda name: TextClassifier(name, num_classes=3, vocab_size=100),
+    "node_classification": lambda name: NodeClassifier(name, in_channels=16, num_classes=4),
 }
 EXPORTABLE = [n for n in zoo.list_models() if set(zoo.model_info(n).tasks) & set(BUILDERS)]
 HEAVY = {n for n in EXPORTABLE if zoo.model_info(n).num_params > 15e6}
@@ -133,3 +135,35 @@ def test_an_exported_language_model_generates_like_the_eager_one(tmp_path: Path)
     assert model.metadata["preprocessing"]["tokenizer"]["kind"] == "zoo"
     # Greedy decoding past the 16-token context: the helper must crop the context as the eager model does.
     assert model.generate("to be", max_new_tokens=20, temperature=0) == task.generate("to be", 20, temperature=0)
+
+
+def test_a_text_classifier_trained_on_files_predicts_from_raw_text(tmp_path: Path, trainer_factory) -> None:
+    import csv
+
+    from export import load
+    from zoo.callbacks import CheckpointMetadata
+    from zoo.data import TextClassificationDataModule
+
+    rows = [(t, "pos") for t in ("a wonderful film", "I loved it")] * 8 + [
+        (t, "neg") for t in ("awful", "I hated it")
+    ] * 8
+    with (tmp_path / "train.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    data = TextClassificationDataModule(str(tmp_path / "train.csv"), vocab_size=60, max_length=16, batch_size=8)
+    torch.manual_seed(0)
+    task = TextClassifier("bert_tiny", num_classes=data.num_classes, vocab_size=data.vocab_size)
+    trainer = trainer_factory(max_steps=2, callbacks=[CheckpointMetadata()], limit_val_batches=1)
+    trainer.fit(task, data)
+    trainer.save_checkpoint(tmp_path / "text.ckpt")
+    assert export_checkpoint(
+        tmp_path / "text.ckpt", tmp_path / "out", formats=["onnx"], task_class="zoo.tasks.TextClassifier"
+    ).ok
+    model = load(tmp_path / "out" / "bert_tiny.onnx")
+    assert model.labels == ["neg", "pos"] and model.metadata["preprocessing"]["tokenizer"]["kind"] == "huggingface"
+    texts = ["I loved it", "awful and a very long review that is cut at the model's sixteen tokens, or so"]
+    predicted = model.predict(texts, top_k=2)
+    encoded = data.tokenizer(texts, truncation=True, max_length=16, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        eager = task.backbone.eval()(encoded["input_ids"], encoded["attention_mask"]).softmax(dim=-1)
+    for row, probabilities in zip(predicted, eager, strict=True):
+        assert dict(row) == pytest.approx({"neg": float(probabilities[0]), "pos": float(probabilities[1])}, abs=1e-5)

@@ -16,7 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.registry import create_model
 from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
-from zoo.tasks.optimization import optimization_config
+from zoo.tasks.optimization import task_optimization_config
 
 __all__ = ["ImageClassifier", "TextClassifier"]
 
@@ -148,14 +148,7 @@ class _ClassificationTask(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """Optimizer over weight-decay (and layer-decay) groups, and the scheduler stepped per interval."""
-        return optimization_config(
-            self.backbone,
-            self.optimizer_factory,
-            self.lr_scheduler_factory,
-            self.lr_scheduler_interval,
-            lambda: self.trainer.estimated_stepping_batches,
-            self.layer_decay,
-        )
+        return task_optimization_config(self)
 
 
 class ImageClassifier(_ClassificationTask):

@@ -16,7 +16,7 @@ from zoo.models.diffusion.sampling import make_sampling_scheduler, make_training
 from zoo.models.diffusion.unet import check_class_labels
 from zoo.registry import create_model
 from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
-from zoo.tasks.optimization import optimization_config
+from zoo.tasks.optimization import task_optimization_config
 
 __all__ = ["DiffusionModel"]
 
@@ -348,13 +348,7 @@ class DiffusionModel(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """AdamW-style groups (no decay on norms and biases) and the scheduler."""
-        return optimization_config(
-            self.backbone,
-            self.optimizer_factory,
-            self.lr_scheduler_factory,
-            self.lr_scheduler_interval,
-            lambda: self.trainer.estimated_stepping_batches,
-        )
+        return task_optimization_config(self)
 
 
 def _resolve_backbone(

@@ -15,7 +15,7 @@ from zoo.data.tokenizers import Tokenizer, tokenizer_from_config
 from zoo.models.transformer.gpt import generate
 from zoo.registry import create_model
 from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
-from zoo.tasks.optimization import optimization_config
+from zoo.tasks.optimization import task_optimization_config
 
 __all__ = ["LanguageModel"]
 
@@ -181,14 +181,7 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """AdamW-style groups (no decay on norms, biases, embeddings) and the scheduler."""
-        return optimization_config(
-            self.backbone,
-            self.optimizer_factory,
-            self.lr_scheduler_factory,
-            self.lr_scheduler_interval,
-            lambda: self.trainer.estimated_stepping_batches,
-            self.layer_decay,
-        )
+        return task_optimization_config(self)
 
 
 def _resolve_backbone(
