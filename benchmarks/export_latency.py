@@ -3,11 +3,14 @@
     python benchmarks/export_latency.py --out benchmarks/results/export_latency_cpu.jsonl [--smoke]
 
 Each model is exported with ``export.export_checkpoint`` (random weights: latency does not depend on their
-values), then every runtime is timed on the same input at batch 1 and 32: the median of ``--repeats`` calls
-after ``--warmup`` calls, interleaved across runtimes so that machine noise hits all of them alike. For the
-GPTs, onnxruntime is also timed after its transformer optimiser (attention and layer-norm fusion,
-``onnxruntime.transformers.optimizer``). Prints a table with each runtime's speed-up over eager and appends one
-JSON record per model and batch to ``--out``.
+values), then every runtime is timed on the same input at batch 1 and 32: the median of up to ``--repeats`` calls
+(as many as fit in ``--seconds``) after ``--warmup`` calls, in interleaved blocks of five calls per runtime so
+that machine noise hits all runtimes alike. onnxruntime runs with thread spinning off: by default its worker
+threads busy-wait after each run, which would take the two cores from the runtime timed next and flatter
+onnxruntime by up to 2x here; without spinning it is at most a little slower than its default, so its figures
+are conservative. For the GPTs, onnxruntime is also timed after its transformer optimiser (attention and
+layer-norm fusion, ``onnxruntime.transformers.optimizer``). Prints a table with each runtime's speed-up over
+eager and appends one JSON record per model and batch to ``--out``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from zoo.tasks import ImageClassifier, LanguageModel
 
 CNNS = ("speedrun_net_tiny", "speedrun_net", "resnet18_cifar")
 GPTS = {"gpt_nano": (4, 128), "gpt_mini": (6, 384)}  # name -> (heads, width) for the ORT optimiser
+BLOCK = 5  # calls of one runtime in a row
 
 
 def _checkpoint(name: str, folder: Path) -> Path:
@@ -51,7 +55,7 @@ def _ort_transformer_optimised(path: Path, heads: int, width: int) -> Callable[.
 
     optimised = path.with_name(path.stem + ".ort-opt.onnx")
     optimize_model(str(path), model_type="gpt2", num_heads=heads, hidden_size=width).save_model_to_file(str(optimised))
-    return runner("onnx", optimised)
+    return runner("onnx", optimised, ort_spinning=False)
 
 
 def _call_ms(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...]) -> float:
@@ -67,11 +71,18 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=[*CNNS, *GPTS])
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 32])
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=30, help="timed rounds at most")
+    parser.add_argument("--seconds", type=float, default=20.0, help="time budget per model and batch (>= 5 rounds)")
     parser.add_argument("--smoke", action="store_true", help="one small model of each kind, few calls (for CI)")
     args = parser.parse_args()
     if args.smoke:
-        args.models, args.batches, args.warmup, args.repeats = ["speedrun_net_tiny", "gpt_nano"], [2], 1, 2
+        args.models, args.batches, args.warmup, args.repeats, args.seconds = (
+            ["speedrun_net_tiny", "gpt_nano"],
+            [2],
+            1,
+            5,
+            0,
+        )
     torch.set_grad_enabled(False)
     records = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +97,7 @@ def main() -> None:
             runtimes: dict[str, Callable[..., torch.Tensor]] = {
                 "eager": spec.module,
                 "torchscript": runner("torchscript", stem.with_suffix(".torchscript.pt")),
-                "onnxruntime": runner("onnx", stem.with_suffix(".onnx")),
+                "onnxruntime": runner("onnx", stem.with_suffix(".onnx"), ort_spinning=False),
             }
             if name in GPTS:
                 runtimes["onnxruntime+transformer-opt"] = _ort_transformer_optimised(
@@ -100,10 +111,12 @@ def main() -> None:
                 for fn in runtimes.values():
                     for _ in range(args.warmup):
                         fn(*inputs)
+                per_call = sum(_call_ms(fn, inputs) for fn in runtimes.values()) / 1000
+                rounds = max(1, min(args.repeats, int(args.seconds / per_call)) // BLOCK)
                 samples: dict[str, list[float]] = {k: [] for k in runtimes}
-                for _ in range(args.repeats):  # interleaved: one call of each runtime per round
+                for _ in range(rounds):  # interleaved blocks of BLOCK calls of each runtime
                     for key, fn in runtimes.items():
-                        samples[key].append(_call_ms(fn, inputs))
+                        samples[key] += [_call_ms(fn, inputs) for _ in range(BLOCK)]
                 medians = {k: statistics.median(v) for k, v in samples.items()}
                 record = {
                     "benchmark": "export_latency",
@@ -112,7 +125,7 @@ def main() -> None:
                     "input": {k: list(t.shape) for k, t in zip([i.name for i in spec.inputs], inputs, strict=True)},
                     "median_ms": {k: round(v, 3) for k, v in medians.items()},
                     "speedup_vs_eager": {k: round(medians["eager"] / v, 2) for k, v in medians.items()},
-                    "repeats": args.repeats,
+                    "calls": rounds * BLOCK,
                     "command": "python benchmarks/export_latency.py " + " ".join(sys.argv[1:]),
                     "hardware": hardware(),
                     "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

@@ -12,31 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import lightning
-import torch
-
+from zoo.leaderboard.rows import hardware
 from zoo.lightning_cli import ZooLightningCLI
-
-
-def hardware() -> dict[str, str | int]:
-    """Where the figures were measured."""
-    info: dict[str, str | int] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "python": platform.python_version(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = str(torch.version.cuda)
-    return info
 
 
 def write_record(record: dict[str, object], out: Path | None) -> None:

@@ -20,6 +20,8 @@ def on_page_markdown(markdown: str, **kwargs: object) -> str:
         markdown = markdown.replace("<!-- zoo:recipe-results -->", _results_table())
     if "<!-- zoo:seed-results -->" in markdown:
         markdown = markdown.replace("<!-- zoo:seed-results -->", _seed_table())
+    if "<!-- zoo:export-latency -->" in markdown:
+        markdown = markdown.replace("<!-- zoo:export-latency -->", _latency_table())
     if "<!-- zoo:diffusion-results -->" in markdown:
         markdown = markdown.replace("<!-- zoo:diffusion-results -->", _diffusion_table())
     return markdown
@@ -37,6 +39,18 @@ def _records(kind: str | None) -> list[dict]:
 
 def _where(hw: dict) -> str:
     return f"{hw.get('gpu', hw['cpu'])}, {hw['cpu_threads']} threads, torch {hw['torch']}"
+
+
+def _latency_table() -> str:
+    rows = ["| model | batch | eager | TorchScript | onnxruntime | onnxruntime, transformer-optimised | hardware |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in _records("export_latency"):
+        cells = []
+        for key in ("eager", "torchscript", "onnxruntime", "onnxruntime+transformer-opt"):
+            ms = r["median_ms"].get(key)
+            cells.append("-" if ms is None else f"{ms:.2f} ms ({r['speedup_vs_eager'][key]:.2f}x)")
+        rows.append(f"| `{r['model']}` | {r['batch']} | {' | '.join(cells)} | {_where(r['hardware'])} |")
+    return "\n".join(rows)
 
 
 def _diffusion_table() -> str:

@@ -24,6 +24,7 @@ OTHER_COMMANDS = {
     "generate": "print text sampled from a language-model checkpoint",
     "sample": "write images generated from a diffusion checkpoint (PNG grid and files)",
     "export": "export a checkpoint to verified ONNX, TorchScript and torch.export artifacts",
+    "leaderboard": "run benchmark suites into reproducible rows (run), render tables and plots (show)",
 }
 
 _HELP = """\
@@ -39,6 +40,7 @@ examples:
   zoo fit --config recipes/cifar10/resnet18.yaml --trainer.devices 2 --trainer.strategy ddp
   zoo test --config recipes/cifar10/resnet18.yaml --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt
   zoo models --family cnn
+  zoo leaderboard run --suite cora --seeds 3 && zoo leaderboard show
   zoo generate --ckpt_path runs/shakespeare/gpt_nano/version_0/checkpoints/last.ckpt --prompt "ROMEO:"
   zoo export --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt --out exported
   zoo sample --ckpt_path runs/shapes/ddpm_tiny/version_0/checkpoints/last.ckpt --out samples --num_images 64
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         rows = {**TRAINING_COMMANDS, **OTHER_COMMANDS}
-        print(_HELP.format(commands="\n".join(f"  {name:<10}{text}" for name, text in rows.items())))
+        print(_HELP.format(commands="\n".join(f"  {name:<12}{text}" for name, text in rows.items())))
         return
     command, rest = args[0], args[1:]
     if command == "--version":
@@ -81,6 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         from export.cli import run_export_command
 
         run_export_command(rest)
+    elif command == "leaderboard":
+        from zoo.leaderboard.cli import run_leaderboard_command
+
+        run_leaderboard_command(rest)
     else:
         close = difflib.get_close_matches(command, [*TRAINING_COMMANDS, *OTHER_COMMANDS], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

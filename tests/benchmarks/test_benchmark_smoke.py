@@ -38,3 +38,14 @@ def test_shapes_sample_accuracy_smoke(tmp_path: Path, trainer_factory) -> None:
     record = _run("shapes_sample_accuracy.py", str(tmp_path / "tiny.ckpt"), "--smoke")
     assert 0 <= record["sample_accuracy"] <= 1 and set(record["per_class"]) == {"disc", "square", "triangle"}
     assert torch.isfinite(torch.tensor(record["judge_test_accuracy"]))
+
+
+def test_export_latency_smoke(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "export_latency.py"), "--smoke", "--out", str(tmp_path / "l.jsonl")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    records = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in records] == ["speedrun_net_tiny", "gpt_nano"]
+    assert set(records[1]["median_ms"]) == {"eager", "torchscript", "onnxruntime", "onnxruntime+transformer-opt"}
+    assert all(v > 0 for r in records for v in r["median_ms"].values()) and "gpt_nano" in done.stdout

@@ -180,3 +180,10 @@ def test_bad_inputs_are_named() -> None:
         _task().sample(1, class_labels=[0])
     with pytest.raises(ValueError, match=r"images of shape \(2, 3, 8, 8\), but 'unet_tiny' expects \(B, 3, 16, 16\)"):
         _task().training_step((torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long)), 0)
+
+
+def test_training_flops_are_counted_without_computing() -> None:
+    task = _task(conditional=True)
+    batch = (torch.zeros(4, 3, SIDE, SIDE), torch.zeros(4, dtype=torch.long))
+    flops = task.training_flops(batch)
+    assert flops > 0 and task.training_flops((torch.zeros(8, 3, SIDE, SIDE), batch[1].repeat(2))) == 2 * flops

@@ -346,6 +346,24 @@ class DiffusionModel(L.LightningModule):
         self.log(f"test/{self._fid_name}", fid.compute().float(), sync_dist=False)
         self.__dict__["_fid"] = None
 
+    def training_flops(self, batch: Any) -> int:
+        """FLOPs of one training step (forward and backward of the denoiser) on a batch shaped like ``batch``.
+
+        Counted with ``torch.utils.flop_counter`` on a meta-device copy of the backbone (nothing is computed);
+        ``zoo.callbacks.ThroughputMonitor`` uses it for FLOP/s and utilisation.
+        """
+        import copy
+
+        from lightning.fabric.utilities.throughput import measure_flops
+
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        size = images.shape[0]
+        model = copy.deepcopy(self.backbone).to("meta")
+        noisy = torch.empty(images.shape, device="meta")
+        timesteps = torch.zeros(size, dtype=torch.long, device="meta")
+        labels = torch.zeros(size, dtype=torch.long, device="meta") if self.conditional else None
+        return int(measure_flops(model, lambda: model(noisy, timesteps, labels), loss_fn=torch.Tensor.sum))
+
     def configure_optimizers(self) -> Any:
         """AdamW-style groups (no decay on norms and biases) and the scheduler."""
         return task_optimization_config(self)

@@ -1,0 +1,87 @@
+"""``zoo leaderboard run|show``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["run_leaderboard_command"]
+
+
+def _repo() -> Path:
+    """The zoo clone whose suites and recipes are used.
+
+    The working directory if it is one, else the clone this package is installed from (``pip install -e .``).
+    """
+    here = Path.cwd()
+    if (here / "benchmarks" / "suites").is_dir():
+        return here
+    return Path(__file__).resolve().parents[2]
+
+
+def run_leaderboard_command(argv: list[str]) -> None:
+    """Parse ``argv`` (the arguments after ``leaderboard``) and run or show suites."""
+    parser = argparse.ArgumentParser(prog="zoo leaderboard", description="Reproducible leaderboard rows.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a suite's recipes over seeds and append one row per run")
+    run.add_argument("--suite", required=True, help="name in benchmarks/suites, or a suite file")
+    run.add_argument("--seeds", type=int, default=3)
+    run.add_argument("--budget", default="cpu", help="one of the suite's budgets (cpu, gpu, ...)")
+    run.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<suite>.jsonl")
+    run.add_argument("--no_export", action="store_true", help="skip exporting each best checkpoint")
+    show = commands.add_parser("show", help="render mean ± std tables and plots into the docs")
+    show.add_argument("--suites", nargs="*", default=None, help="default: every suite with results")
+    show.add_argument("--results", type=Path, default=None, help="folder of <suite>.jsonl (benchmarks/results)")
+    show.add_argument("--page", type=Path, default=None, help="default: docs/pages/leaderboard.md")
+    args = parser.parse_args(argv)
+    repo = _repo()
+    if args.command == "run":
+        _run(parser, args, repo)
+    else:
+        _show(parser, args, repo)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, repo: Path) -> None:
+    from zoo.leaderboard.run import run_entry
+    from zoo.leaderboard.suites import load_suite
+
+    try:
+        suite = load_suite(args.suite, repo)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
+    if args.budget not in suite.budgets:
+        parser.error(f"suite {suite.name} has no budget {args.budget!r}; it has {sorted(suite.budgets)}")
+    out = args.out or repo / "benchmarks" / "results" / f"{suite.name}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for entry in suite.recipes:
+        for seed in range(args.seeds):
+            row = run_entry(suite, entry, args.budget, seed, repo, export=not args.no_export)
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            quality = row["quality"]
+            print(f"{entry.recipe} seed {seed}: {quality['metric']} {quality['value']:.4f} in {row['train_seconds']} s")
+    print(f"rows appended to {out}")
+
+
+def _show(parser: argparse.ArgumentParser, args: argparse.Namespace, repo: Path) -> None:
+    from zoo.leaderboard.rows import read_rows
+    from zoo.leaderboard.show import render_page
+
+    results_dir = args.results or repo / "benchmarks" / "results"
+    names = args.suites or sorted(p.stem for p in (repo / "benchmarks" / "suites").glob("*.yaml"))
+    results = {}
+    try:
+        for name in names:
+            path = results_dir / f"{name}.jsonl"
+            if path.is_file() or args.suites:
+                results[name] = read_rows(path)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
+    if not results:
+        parser.error(f"no results under {results_dir} for suites {names}; run `zoo leaderboard run` first")
+    page = args.page or repo / "docs" / "pages" / "leaderboard.md"
+    render_page(results, page, page.parent / "img")
+    print(f"wrote {page} ({sum(len(r) for r in results.values())} rows, suites {', '.join(sorted(results))})")
+    sys.stdout.flush()

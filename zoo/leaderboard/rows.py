@@ -1,0 +1,136 @@
+"""What one leaderboard row holds, where it was measured, and the checks that keep rows complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REQUIRED_FIELDS", "environment", "git_state", "hardware", "read_rows", "validate_row"]
+
+# Field -> type(s) it must have. A row missing one, or with another type, is rejected.
+REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "suite": str,
+    "recipe": str,
+    "recipe_sha256": str,
+    "overrides": list,
+    "budget": str,
+    "seed": int,
+    "git": dict,
+    "packages": dict,
+    "hardware": dict,
+    "metrics": dict,
+    "quality": dict,
+    "params": int,
+    "flops_per_sample": (int, type(None)),
+    "train_seconds": (int, float),
+    "samples_per_second": (int, float, type(None)),
+    "peak_memory_mb": (int, float),
+    "export": dict,
+    "command": str,
+    "date": str,
+}
+_PACKAGES = (
+    "torch",
+    "lightning",
+    "timm",
+    "torchmetrics",
+    "torch_geometric",
+    "transformers",
+    "diffusers",
+    "onnxruntime",
+)
+
+
+def validate_row(row: Any, where: str = "row") -> dict[str, Any]:
+    """Return ``row`` if it has every field of :data:`REQUIRED_FIELDS` with the right type.
+
+    Raises:
+        ValueError: Naming ``where`` (file and line) and every missing or mistyped field.
+    """
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: a leaderboard row must be a JSON object, got {type(row).__name__}")
+    missing = [name for name in REQUIRED_FIELDS if name not in row]
+    mistyped = [
+        f"{name} ({type(row[name]).__name__})"
+        for name, kind in REQUIRED_FIELDS.items()
+        if name in row and (not isinstance(row[name], kind) or (isinstance(row[name], bool) and kind is int))
+    ]
+    if missing or mistyped:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"wrong type: {', '.join(mistyped)}"] if mistyped else []
+        )
+        raise ValueError(f"{where}: incomplete leaderboard row: {'; '.join(parts)}")
+    if set(row["quality"]) != {"metric", "value", "higher_is_better"}:
+        raise ValueError(f"{where}: quality must hold metric, value and higher_is_better, got {sorted(row['quality'])}")
+    return row
+
+
+def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every row of a ``.jsonl`` results file, validated.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: For a line that is not JSON or not a complete row, naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"leaderboard results {path} do not exist; run `zoo leaderboard run` first")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+        rows.append(validate_row(row, f"{path}:{number}"))
+    return rows
+
+
+def hardware() -> dict[str, Any]:
+    """Where the figures were measured: CPU, threads, GPU (if any) and the main library versions."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "lightning": _version("lightning"),
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = str(torch.version.cuda)
+    return info
+
+
+def environment() -> dict[str, Any]:
+    """Versions of the packages a run depends on (``None`` when not installed)."""
+    return {name: _version(name) for name in ("lightning-zoo", *_PACKAGES)}
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    """The commit checked out in ``repo`` and whether tracked files differ from it."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,144 @@
+"""Run one recipe of a suite with one seed and return its leaderboard row."""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import shlex
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from zoo.leaderboard.rows import environment, git_state, hardware, validate_row
+from zoo.leaderboard.suites import Suite, SuiteRecipe
+
+__all__ = ["FitTimer", "run_entry"]
+
+
+class FitTimer(L.Callback):
+    """Wall time of ``fit`` (validation included) and the training samples it saw.
+
+    A sample is an image or a token window (the batch's leading size), a graph of a batch of graphs, or a
+    labelled training node of a full graph.
+    """
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.seconds = 0.0
+        self.samples = 0
+
+    def on_train_batch_end(  # noqa: D102
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.samples += _samples_in(batch)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        self.started = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+        if self.started is not None:
+            self.seconds = time.perf_counter() - self.started
+
+
+def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Path, export: bool = True) -> dict:
+    """Train ``entry`` under ``budget`` with ``seed`` through ``zoo fit`` (in this process) and build its row.
+
+    The row holds the recipe and its SHA-256, the overrides, git commit and dirtiness, package versions,
+    hardware, seed, final metrics and the quality figure, parameters, training FLOPs per sample, training
+    wall time and throughput, peak memory, the export status of the best checkpoint, and the ``zoo fit``
+    command that reproduces it.
+
+    Raises:
+        KeyError: If the run did not produce the suite's quality metric (the message lists what it produced).
+    """
+    from zoo.lightning_cli import ZooLightningCLI
+
+    overrides = suite.overrides(entry, budget)
+    fit_args = ["fit", "--config", str(repo / entry.recipe), "--seed_everything", str(seed), *overrides]
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI must not read the leaderboard's own arguments
+    try:
+        cli = ZooLightningCLI(args=[*fit_args, "--trainer.callbacks+=zoo.leaderboard.run.FitTimer"])
+    finally:
+        sys.argv = argv
+    trainer, task = cli.trainer, cli.model
+    timer = next(cb for cb in trainer.callbacks if isinstance(cb, FitTimer))
+    metrics = {k: round(float(v), 6) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if entry.metric not in metrics:
+        raise KeyError(f"{entry.recipe}: the run produced no {entry.metric!r}; it produced {sorted(metrics)}")
+    train_seconds = timer.seconds
+    samples = timer.samples * trainer.world_size
+    row = {
+        "suite": suite.name,
+        "recipe": entry.recipe,
+        "recipe_sha256": hashlib.sha256((repo / entry.recipe).read_bytes()).hexdigest(),
+        "overrides": overrides,
+        "budget": budget,
+        "seed": seed,
+        "git": git_state(repo),
+        "packages": environment(),
+        "hardware": hardware(),
+        "metrics": metrics,
+        "quality": {"metric": entry.metric, "value": metrics[entry.metric], "higher_is_better": entry.higher_is_better},
+        "params": sum(p.numel() for p in task.backbone.parameters()),
+        "flops_per_sample": _training_flops_per_sample(task, cli.datamodule),
+        "train_seconds": round(train_seconds, 2),
+        "samples_per_second": round(samples / train_seconds, 1) if samples and train_seconds > 0 else None,
+        "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "export": _export_status(trainer) if export else {"skipped": True},
+        "command": "zoo " + shlex.join(fit_args).replace(str(repo) + "/", ""),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    }
+    return validate_row(row)
+
+
+def _samples_in(batch: Any) -> int:
+    if hasattr(batch, "train_mask"):  # a full graph: its labelled training nodes
+        return int(batch.train_mask.sum())
+    if isinstance(getattr(batch, "batch_size", None), int):  # a NeighborLoader subgraph: its seed nodes
+        return int(batch.batch_size)
+    if hasattr(batch, "num_graphs"):  # a batch of graphs
+        return int(batch.num_graphs)
+    if isinstance(batch, dict):
+        batch = next(iter(batch.values()))
+    first = batch[0] if isinstance(batch, list | tuple) else batch
+    return int(first.shape[0])
+
+
+def _training_flops_per_sample(task: Any, data: Any) -> int | None:
+    """Forward and backward FLOPs per training sample, when the task can count them (None otherwise)."""
+    if not hasattr(task, "training_flops") or data is None:
+        return None
+    batch = next(iter(data.train_dataloader()))
+    size = int((batch[0] if isinstance(batch, list | tuple) else batch).shape[0])
+    return int(task.training_flops(batch) // size)
+
+
+def _peak_memory_mb() -> float:
+    """Peak GPU memory allocated by tensors when on a GPU, else the process's peak resident memory."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def _export_status(trainer: Any) -> dict[str, Any]:
+    """Export the best (else last) checkpoint to every format and record whether each verified."""
+    from export import export_checkpoint
+
+    saver = trainer.checkpoint_callback
+    path = getattr(saver, "best_model_path", None) or getattr(saver, "last_model_path", None)
+    if not path:
+        return {"error": "no checkpoint was saved"}
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            report = export_checkpoint(path, folder)
+        except Exception as err:  # the row records why export failed instead of losing the run
+            return {"error": f"{type(err).__name__}: {err}"}
+    return {row["format"]: row["status"] for row in report.rows}
