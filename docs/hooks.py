@@ -28,12 +28,16 @@ def on_page_markdown(markdown: str, **kwargs: object) -> str:
 
 
 def _records(kind: str | None) -> list[dict]:
-    """Rows of ``benchmarks/results/*.jsonl``: those of benchmark ``kind``, or recipe runs for ``None``."""
+    """Rows of ``benchmarks/results/*.jsonl``: those of benchmark ``kind``, or recipe runs for ``None``.
+
+    Leaderboard rows (they name a ``suite``) are rendered by ``zoo leaderboard show`` instead.
+    """
     rows = []
     for path in sorted((REPO / "benchmarks" / "results").glob("*.jsonl")):
         if "seeds" in path.stem:
             continue
-        rows += [r for r in map(json.loads, path.read_text().splitlines()) if r.get("benchmark") == kind]
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows += [r for r in records if r.get("benchmark") == kind and "suite" not in r]  # not leaderboard rows
     return rows
 
 
