@@ -76,6 +76,7 @@ def export_spec(loaded: LoadedCheckpoint) -> ExportSpec:
         "DiffusionModel": _diffusion_model,
         "TextClassifier": _text_classifier,
         "NodeClassifier": _node_classifier,
+        "GraphClassifier": _graph_classifier,
     }
     if name not in builders:
         raise ValueError(f"export does not handle {loaded.task_class} yet; it handles {sorted(builders)}")
@@ -243,4 +244,42 @@ def _text_classifier(task: Any) -> ExportSpec:
         make_inputs=make,
         export_sizes={"batch": 2, "tokens": 12},
         check_sizes=[{"batch": 1, "tokens": 5}, {"batch": 3, "tokens": 40}],
+    )
+
+
+class _GraphModel(nn.Module):
+    """A graph classifier with the fixed argument list ``(x, edge_index, batch)`` that export needs."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x, edge_index, batch)
+
+
+def _graph_classifier(task: Any) -> ExportSpec:
+    features = task.in_channels
+
+    def make(sizes: dict[str, int]) -> tuple[torch.Tensor, ...]:
+        generator = _generator(sizes)
+        nodes, graphs = sizes["nodes"], sizes["graphs"]
+        batch = torch.sort(torch.randint(0, graphs, (nodes,), generator=generator)).values
+        batch[:graphs] = torch.arange(graphs)  # every graph has a node
+        batch = torch.sort(batch).values
+        edge_index = torch.randint(0, nodes, (2, sizes["edges"]), generator=generator)
+        edge_index = edge_index[:, batch[edge_index[0]] == batch[edge_index[1]]]  # edges stay inside graphs
+        return torch.randn(nodes, features, generator=generator), edge_index, batch
+
+    return ExportSpec(
+        module=_GraphModel(task.backbone).eval(),
+        inputs=[
+            InputSpec("x", ("nodes", features), "float32"),
+            InputSpec("edge_index", (2, "edges"), "int64"),
+            InputSpec("batch", ("nodes",), "int64"),
+        ],
+        output_names=["logits"],
+        make_inputs=make,
+        export_sizes={"nodes": 20, "edges": 60, "graphs": 3},
+        check_sizes=[{"nodes": 9, "edges": 30, "graphs": 1}, {"nodes": 40, "edges": 150, "graphs": 5}],
     )

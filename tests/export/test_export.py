@@ -13,7 +13,14 @@ from export import export_checkpoint, load_checkpoint, read_metadata
 from export.checkpoint import LoadedCheckpoint
 from export.specs import export_spec
 from export.verify import verify_artifact
-from zoo.tasks import DiffusionModel, ImageClassifier, LanguageModel, NodeClassifier, TextClassifier
+from zoo.tasks import (
+    DiffusionModel,
+    GraphClassifier,
+    ImageClassifier,
+    LanguageModel,
+    NodeClassifier,
+    TextClassifier,
+)
 from zoo.weights import WeightsMismatchError
 
 # Tasks export handles, and how to build each for a registered model (small inputs, random weights).
@@ -23,6 +30,7 @@ BUILDERS = {
     "diffusion": lambda name: DiffusionModel(name, image_size=16, num_classes=3, conditional=True),
     "text_classification": lambda name: TextClassifier(name, num_classes=3, vocab_size=100),
     "node_classification": lambda name: NodeClassifier(name, in_channels=16, num_classes=4),
+    "graph_classification": lambda name: GraphClassifier(name, in_channels=16, num_classes=4),
 }
 EXPORTABLE = [n for n in zoo.list_models() if set(zoo.model_info(n).tasks) & set(BUILDERS)]
 HEAVY = {n for n in EXPORTABLE if zoo.model_info(n).num_params > 15e6}

@@ -231,5 +231,19 @@ class GIN(nn.Module):
         pooled = []
         for conv in self.convs:
             x = conv(x, edge_index)
-            pooled.append(global_add_pool(x, batch))
+            pooled.append(_sum_per_graph(x, batch))
         return self.head(F.dropout(torch.cat(pooled, dim=-1), self.dropout, self.training))
+
+
+def _sum_per_graph(x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """Sum pooling ``(N, C)`` -> ``(G, C)`` with ``G = batch.max() + 1``.
+
+    Training uses PyG's scatter (``global_add_pool``). Its graph count is read into a Python int, which a
+    TorchScript trace would freeze and ``torch.export`` cannot follow, so when tracing or exporting the sum is
+    a membership-matrix product whose size stays a tensor: ``(G, N) @ (N, C)``.
+    """
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
+    if not (torch.jit.is_tracing() or exporting):
+        return global_add_pool(x, batch)
+    graphs = torch.arange(batch.max() + 1, device=batch.device)
+    return (graphs.unsqueeze(1) == batch.unsqueeze(0)).to(x.dtype) @ x
