@@ -59,7 +59,7 @@ def _export_summary(rows: list[dict[str, Any]]) -> str:
 
 
 def _scale(value: float, metric: str) -> str:
-    return f"{value:.2%}" if "acc" in metric else f"{value:.4g}"
+    return f"{value:.2%}" if "acc" in metric else f"{value:.4f}"
 
 
 def render_table(summary: list[dict[str, Any]]) -> str:
