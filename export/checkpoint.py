@@ -47,7 +47,7 @@ def load_checkpoint(
     Args:
         path: A checkpoint written by ``zoo fit`` (or any Lightning run of a zoo task).
         task_class: Import path of the task when the checkpoint does not record it (library runs), e.g.
-            ``"zoo.tasks.ImageClassifier"``.
+            ``"zoo.tasks.ImageClassifier"``; when it does, the two must agree.
         weights: ``"ema"`` takes the checkpoint's ``state_dict``, which is the EMA average when the run used
             ``zoo.callbacks.EMA`` (and the trained weights otherwise); ``"trained"`` takes the trained weights.
 
@@ -62,6 +62,8 @@ def load_checkpoint(
     hparams = dict(raw.get("hyper_parameters") or {})
     recorded = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
+    if task_class is not None and recorded is not None and task_class != recorded:
+        raise ValueError(f"{path} holds a {recorded} checkpoint, not a {task_class} one")
     class_path = task_class or recorded
     if class_path is None:
         raise ValueError(

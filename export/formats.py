@@ -78,8 +78,7 @@ def _write_onnx(spec: ExportSpec, example: tuple[torch.Tensor, ...], text: str, 
     for key, value in ((METADATA_FILE, text), ("model_name", json.loads(text)["model_name"])):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save_model(model, str(path))
-    onnx.checker.check_model(str(path), full_check=True)
+    onnx.save_model(model, str(path))  # verification runs onnx.checker (full_check) on the saved file
 
 
 def runner(fmt: str, path: Path, ort_spinning: bool = True) -> Callable[..., torch.Tensor]:

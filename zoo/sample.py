@@ -69,22 +69,17 @@ def run_sample_command(argv: list[str]) -> None:
 def load_diffusion_checkpoint(path: str | Path, device: str = "cpu", raw_weights: bool = False) -> DiffusionModel:
     """A :class:`zoo.tasks.DiffusionModel` from a checkpoint, in eval mode, with EMA or trained weights.
 
+    Read once with ``weights_only=True`` by :func:`export.load_checkpoint`, which also lists mismatched keys.
+
     Raises:
         ValueError: If the checkpoint is not a diffusion model's, or ``raw_weights`` is asked of a checkpoint
             trained without EMA (its weights are the trained ones already; saying so avoids a silent no-op).
     """
-    import torch
+    from export.checkpoint import load_checkpoint
 
-    from zoo.tasks import DiffusionModel
-
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = DiffusionModel.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    if raw_weights:
-        trained = checkpoint.get("current_model_state")
-        if trained is None:
-            raise ValueError(f"{path} was trained without EMA: its weights are already the trained ones")
-        model.load_state_dict(trained)
-    return model.to(device).eval()
+    weights = "trained" if raw_weights else "ema"
+    loaded = load_checkpoint(path, task_class="zoo.tasks.DiffusionModel", weights=weights)
+    return loaded.task.to(device).eval()
 
 
 def write_images(images: torch.Tensor, out: Path) -> tuple[Path, Path]:

@@ -31,12 +31,12 @@ class FitTimer(L.Callback):
     def __init__(self) -> None:
         self.started: float | None = None
         self.seconds = 0.0
-        self.samples = 0
+        self.samples: int | torch.Tensor = 0
 
     def on_train_batch_end(  # noqa: D102
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.samples += _samples_in(batch)
+        self.samples += _samples_in(batch)  # may be a device tensor: read once, after training
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         self.started = time.perf_counter()
@@ -74,7 +74,7 @@ def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Pa
     if entry.metric not in metrics:
         raise KeyError(f"{entry.recipe}: the run produced no {entry.metric!r}; it produced {sorted(metrics)}")
     train_seconds = timer.seconds
-    samples = timer.samples * trainer.world_size
+    samples = int(timer.samples) * trainer.world_size
     row = {
         "suite": suite.name,
         "recipe": entry.recipe,
@@ -99,9 +99,9 @@ def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Pa
     return validate_row(row)
 
 
-def _samples_in(batch: Any) -> int:
-    if hasattr(batch, "train_mask"):  # a full graph: its labelled training nodes
-        return int(batch.train_mask.sum())
+def _samples_in(batch: Any) -> int | torch.Tensor:
+    if hasattr(batch, "train_mask"):  # a full graph: its labelled training nodes (a tensor, so no sync per step)
+        return batch.train_mask.sum()
     if isinstance(getattr(batch, "batch_size", None), int):  # a NeighborLoader subgraph: its seed nodes
         return int(batch.batch_size)
     if hasattr(batch, "num_graphs"):  # a batch of graphs
