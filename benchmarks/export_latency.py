@@ -5,12 +5,15 @@
 Each model is exported with ``export.export_checkpoint`` (random weights: latency does not depend on their
 values), then every runtime is timed on the same input at batch 1 and 32: the median of up to ``--repeats`` calls
 (as many as fit in ``--seconds``) after ``--warmup`` calls, in interleaved blocks of five calls per runtime so
-that machine noise hits all runtimes alike. onnxruntime runs with thread spinning off: by default its worker
-threads busy-wait after each run, which would take the two cores from the runtime timed next and flatter
-onnxruntime by up to 2x here; without spinning it is at most a little slower than its default, so its figures
-are conservative. For the GPTs, onnxruntime is also timed after its transformer optimiser (attention and
-layer-norm fusion, ``onnxruntime.transformers.optimizer``). Prints a table with each runtime's speed-up over
-eager and appends one JSON record per model and batch to ``--out``.
+that machine noise hits all runtimes alike. Every runtime runs with its default threading, as deployed. Both
+onnxruntime's and PyTorch's (OpenMP) worker threads busy-wait for a while after a call, which would take the
+cores from the runtime timed next, so the script pauses ``PAUSE_S`` at each switch of runtime until they sleep.
+For the GPTs, onnxruntime is also timed after its transformer optimiser (``onnxruntime.transformers.optimizer``).
+
+Each record also holds the model's FLOPs per call (``torch.utils.flop_counter``, nominal: direct convolution and
+matmul) and every runtime's achieved GFLOP/s, beside this machine's fp32 matmul ceiling (a 4096^3 matmul in
+PyTorch and in onnxruntime), which tells how much any runtime could still gain on a compute-bound model. Prints a
+table with each runtime's speed-up over eager and appends one JSON record per model and batch to ``--out``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from zoo.tasks import ImageClassifier, LanguageModel
 CNNS = ("speedrun_net_tiny", "speedrun_net", "resnet18_cifar")
 GPTS = {"gpt_nano": (4, 128), "gpt_mini": (6, 384)}  # name -> (heads, width) for the ORT optimiser
 BLOCK = 5  # calls of one runtime in a row
+PAUSE_S = 0.01  # at each switch of runtime: long enough for spinning worker threads to go to sleep
 
 
 def _checkpoint(name: str, folder: Path) -> Path:
@@ -55,7 +59,37 @@ def _ort_transformer_optimised(path: Path, heads: int, width: int) -> Callable[.
 
     optimised = path.with_name(path.stem + ".ort-opt.onnx")
     optimize_model(str(path), model_type="gpt2", num_heads=heads, hidden_size=width).save_model_to_file(str(optimised))
-    return runner("onnx", optimised, ort_spinning=False)
+    return runner("onnx", optimised)
+
+
+def _matmul_ceiling_gflops(size: int = 4096, calls: int = 5) -> dict[str, float]:
+    """This machine's achieved fp32 GFLOP/s on one large square matmul, in PyTorch and in onnxruntime."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    spec = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in "abc"]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    runs = {"torch": lambda: a @ b, "onnxruntime": lambda: session.run(None, {"a": a.numpy(), "b": b.numpy()})}
+    ceiling = {}
+    for key, fn in runs.items():
+        fn()
+        best = min(_call_ms(fn, ()) for _ in range(calls))
+        ceiling[key] = round(2 * size**3 / (best / 1000) / 1e9, 1)
+        time.sleep(PAUSE_S)
+    return ceiling
+
+
+def _flops(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return counter.get_total_flops()
 
 
 def _call_ms(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...]) -> float:
@@ -84,6 +118,8 @@ def main() -> None:
             0,
         )
     torch.set_grad_enabled(False)
+    ceiling = _matmul_ceiling_gflops(size=512 if args.smoke else 4096)
+    print(f"fp32 matmul ceiling, GFLOP/s: {ceiling}")
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -97,7 +133,7 @@ def main() -> None:
             runtimes: dict[str, Callable[..., torch.Tensor]] = {
                 "eager": spec.module,
                 "torchscript": runner("torchscript", stem.with_suffix(".torchscript.pt")),
-                "onnxruntime": runner("onnx", stem.with_suffix(".onnx"), ort_spinning=False),
+                "onnxruntime": runner("onnx", stem.with_suffix(".onnx")),
             }
             if name in GPTS:
                 runtimes["onnxruntime+transformer-opt"] = _ort_transformer_optimised(
@@ -116,8 +152,10 @@ def main() -> None:
                 samples: dict[str, list[float]] = {k: [] for k in runtimes}
                 for _ in range(rounds):  # interleaved blocks of BLOCK calls of each runtime
                     for key, fn in runtimes.items():
+                        time.sleep(PAUSE_S)
                         samples[key] += [_call_ms(fn, inputs) for _ in range(BLOCK)]
                 medians = {k: statistics.median(v) for k, v in samples.items()}
+                flops = _flops(spec.module, inputs)
                 record = {
                     "benchmark": "export_latency",
                     "model": name,
@@ -126,6 +164,9 @@ def main() -> None:
                     "median_ms": {k: round(v, 3) for k, v in medians.items()},
                     "speedup_vs_eager": {k: round(medians["eager"] / v, 2) for k, v in medians.items()},
                     "calls": rounds * BLOCK,
+                    "gflop_per_call": round(flops / 1e9, 4),
+                    "gflops": {k: round(flops / v / 1e6, 1) for k, v in medians.items()},
+                    "fp32_matmul_ceiling_gflops": ceiling,
                     "command": "python benchmarks/export_latency.py " + " ".join(sys.argv[1:]),
                     "hardware": hardware(),
                     "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

@@ -46,13 +46,17 @@ def _where(hw: dict) -> str:
 
 
 def _latency_table() -> str:
-    rows = ["| model | batch | eager | TorchScript | onnxruntime | onnxruntime, transformer-optimised | hardware |",
-            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = ["| model | batch | eager | TorchScript | onnxruntime | onnxruntime, transformer-optimised "
+            "| GFLOP/s eager / onnxruntime (fp32 matmul ceiling) | hardware |",
+            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in _records("export_latency"):
         cells = []
         for key in ("eager", "torchscript", "onnxruntime", "onnxruntime+transformer-opt"):
             ms = r["median_ms"].get(key)
             cells.append("-" if ms is None else f"{ms:.2f} ms ({r['speedup_vs_eager'][key]:.2f}x)")
+        rate, ceiling = r.get("gflops"), r.get("fp32_matmul_ceiling_gflops", {})
+        rates = f"{rate['eager']:.0f} / {rate['onnxruntime']:.0f} ({ceiling['onnxruntime']:.0f})" if rate else "-"
+        cells.append(rates)
         rows.append(f"| `{r['model']}` | {r['batch']} | {' | '.join(cells)} | {_where(r['hardware'])} |")
     return "\n".join(rows)
 

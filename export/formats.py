@@ -81,14 +81,12 @@ def _write_onnx(spec: ExportSpec, example: tuple[torch.Tensor, ...], text: str, 
     onnx.save_model(model, str(path))  # verification runs onnx.checker (full_check) on the saved file
 
 
-def runner(fmt: str, path: Path, ort_spinning: bool = True) -> Callable[..., torch.Tensor]:
+def runner(fmt: str, path: Path) -> Callable[..., torch.Tensor]:
     """A callable ``(*tensors) -> first output`` for an artifact, loaded as a deployment would load it.
 
     Args:
         fmt: One of :data:`FORMATS`.
         path: The artifact.
-        ort_spinning: Let onnxruntime's worker threads busy-wait between runs (its default, fastest alone);
-            benchmarks that interleave runtimes turn it off, since spinning threads slow whatever runs next.
     """
     if fmt == "torchscript":
         with _torchscript_deprecation_known():
@@ -100,10 +98,7 @@ def runner(fmt: str, path: Path, ort_spinning: bool = True) -> Callable[..., tor
     if fmt == "onnx":
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()
-        if not ort_spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
 
         def run(*inputs: torch.Tensor) -> torch.Tensor:

@@ -49,3 +49,5 @@ def test_export_latency_smoke(tmp_path: Path) -> None:
     assert [r["model"] for r in records] == ["speedrun_net_tiny", "gpt_nano"]
     assert set(records[1]["median_ms"]) == {"eager", "torchscript", "onnxruntime", "onnxruntime+transformer-opt"}
     assert all(v > 0 for r in records for v in r["median_ms"].values()) and "gpt_nano" in done.stdout
+    assert all(r["gflop_per_call"] > 0 and set(r["gflops"]) == set(r["median_ms"]) for r in records)
+    assert set(records[0]["fp32_matmul_ceiling_gflops"]) == {"torch", "onnxruntime"}
