@@ -14,16 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def on_page_markdown(markdown: str, **kwargs: object) -> str:
     """Replace the placeholders in a page's markdown."""
-    if "<!-- zoo:models -->" in markdown:
-        markdown = markdown.replace("<!-- zoo:models -->", _models_table())
-    if "<!-- zoo:recipe-results -->" in markdown:
-        markdown = markdown.replace("<!-- zoo:recipe-results -->", _results_table())
-    if "<!-- zoo:seed-results -->" in markdown:
-        markdown = markdown.replace("<!-- zoo:seed-results -->", _seed_table())
-    if "<!-- zoo:export-latency -->" in markdown:
-        markdown = markdown.replace("<!-- zoo:export-latency -->", _latency_table())
-    if "<!-- zoo:diffusion-results -->" in markdown:
-        markdown = markdown.replace("<!-- zoo:diffusion-results -->", _diffusion_table())
+    for name, table in _TABLES.items():
+        marker = f"<!-- zoo:{name} -->"
+        if marker in markdown:
+            markdown = markdown.replace(marker, table())
     return markdown
 
 
@@ -58,6 +52,19 @@ def _latency_table() -> str:
         rates = f"{rate['eager']:.0f} / {rate['onnxruntime']:.0f} ({ceiling['onnxruntime']:.0f})" if rate else "-"
         cells.append(rates)
         rows.append(f"| `{r['model']}` | {r['batch']} | {' | '.join(cells)} | {_where(r['hardware'])} |")
+    return "\n".join(rows)
+
+
+def _side_by_side_table() -> str:
+    rows = ["| case | recipe | batch | zoo samples/s | plain loop samples/s | zoo / plain | zoo overhead per step "
+            "| rounds | hardware |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in _records("side_by_side"):
+        rates = r["samples_per_second"]
+        rows.append(
+            f"| {r['case']} | `{r['recipe']}` | {r['batch_size']} | {rates['zoo']:,.0f} | {rates['plain']:,.0f} "
+            f"| {r['zoo_over_plain']:.3f} | {r['overhead_ms_per_step']:+.2f} ms | {r['rounds']} "
+            f"| {_where(r['hardware'])} |"
+        )
     return "\n".join(rows)
 
 
@@ -125,3 +132,13 @@ def _results_table() -> str:
             f"| {device} | `{r['command']}` |"
         )
     return "\n".join(rows)
+
+
+_TABLES = {
+    "models": _models_table,
+    "recipe-results": _results_table,
+    "seed-results": _seed_table,
+    "export-latency": _latency_table,
+    "diffusion-results": _diffusion_table,
+    "side-by-side": _side_by_side_table,
+}

@@ -191,7 +191,8 @@ class ZooLightningCLI(LightningCLI):
         """The recipe path(s) given with ``--config`` and the resolved configuration as YAML."""
         config = self._subconfig()
         paths = [str(p) for p in (config.get("config") or [])]
-        text = self._parser(str(self.subcommand)).dump(config, skip_none=False, skip_validation=True)
+        parser = self.parser if self.subcommand is None else self._parser(self.subcommand)  # run=False: no subcommand
+        text = parser.dump(config, skip_none=False, skip_validation=True)
         return (", ".join(paths) or None), text
 
     def after_fit(self) -> None:

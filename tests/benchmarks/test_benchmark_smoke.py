@@ -1,4 +1,4 @@
-"""The diffusion benchmark scripts run end to end in their smoke mode and print a complete record."""
+"""The benchmark scripts run end to end in their smoke mode and print complete records (not timed tests)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from zoo.data import ShapesDataModule
@@ -51,3 +52,21 @@ def test_export_latency_smoke(tmp_path: Path) -> None:
     assert all(v > 0 for r in records for v in r["median_ms"].values()) and "gpt_nano" in done.stdout
     assert all(r["gflop_per_call"] > 0 and set(r["gflops"]) == set(r["median_ms"]) for r in records)
     assert set(records[0]["fp32_matmul_ceiling_gflops"]) == {"torch", "onnxruntime"}
+
+
+def test_side_by_side_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "side.jsonl"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "side_by_side.py"), "--smoke", "--out", str(out)],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["case"] for r in records] == ["cifar10-cnn", "shakespeare-gpt"]
+    for record in records:
+        rates = record["samples_per_second"]
+        assert rates["zoo"] > 0 and rates["plain"] > 0 and record["per_round"] == {k: [v] for k, v in rates.items()}
+        assert record["zoo_over_plain"] == pytest.approx(rates["zoo"] / rates["plain"], abs=1e-3)
+        step_ms = record["step_ms"]
+        assert step_ms["zoo"] == pytest.approx(1000 * record["batch_size"] / rates["zoo"], rel=1e-3)
+        assert record["overhead_ms_per_step"] == pytest.approx(step_ms["zoo"] - step_ms["plain"], abs=1e-2)
+    assert not (tmp_path / "runs").exists()  # logs and checkpoints went to a temporary folder

@@ -34,12 +34,12 @@ def test_a_tiny_suite_writes_complete_rows_and_renders(
 ) -> None:
     (tmp_path / "tiny.yaml").write_text(TINY_SUITE)
     monkeypatch.chdir(tmp_path)  # runs/ goes here; suites and recipes come from the clone zoo is installed from
-    zoo_main(["leaderboard", "run", "--suite", str(tmp_path / "tiny.yaml"), "--seeds", "2",
+    zoo_main(["leaderboard", "run", "--suite", str(tmp_path / "tiny.yaml"), "--seeds", "2", "--first_seed", "1",
               "--out", str(tmp_path / "results" / "tiny.jsonl")])  # fmt: skip
     rows = read_rows(tmp_path / "results" / "tiny.jsonl")
     assert [(r["recipe"], r["seed"]) for r in rows] == [
-        ("recipes/cora/gcn.yaml", 0), ("recipes/cora/gcn.yaml", 1),
-        ("recipes/motifs/gin.yaml", 0), ("recipes/motifs/gin.yaml", 1),
+        ("recipes/cora/gcn.yaml", 1), ("recipes/cora/gcn.yaml", 2),
+        ("recipes/motifs/gin.yaml", 1), ("recipes/motifs/gin.yaml", 2),
     ]  # fmt: skip
     for row in rows:
         assert set(REQUIRED_FIELDS) <= set(row)
@@ -71,6 +71,9 @@ def test_corrupt_rows_and_missing_recipes_are_named(tmp_path: Path, capsys: pyte
     with pytest.raises(SystemExit):
         zoo_main(["leaderboard", "run", "--suite", "no_such_suite"])
     assert "suite 'no_such_suite' not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        zoo_main(["leaderboard", "run", "--suite", "cora", "--recipes", "recipes/cora/gcn.yaml", "recipes/gcn.yaml"])
+    assert "suite cora has no recipes ['recipes/gcn.yaml']; it has ['recipes/cora/gcn.yaml'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("suite", sorted(p.stem for p in (REPO / "benchmarks" / "suites").glob("*.yaml")))

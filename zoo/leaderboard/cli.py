@@ -27,7 +27,9 @@ def run_leaderboard_command(argv: list[str]) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a suite's recipes over seeds and append one row per run")
     run.add_argument("--suite", required=True, help="name in benchmarks/suites, or a suite file")
-    run.add_argument("--seeds", type=int, default=3)
+    run.add_argument("--seeds", type=int, default=3, help="how many seeds per recipe")
+    run.add_argument("--first_seed", type=int, default=0, help="seeds first_seed .. first_seed + seeds - 1")
+    run.add_argument("--recipes", nargs="*", default=None, help="only these of the suite's recipes (paths)")
     run.add_argument("--budget", default="cpu", help="one of the suite's budgets (cpu, gpu, ...)")
     run.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<suite>.jsonl")
     run.add_argument("--no_export", action="store_true", help="skip exporting each best checkpoint")
@@ -53,10 +55,19 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, repo: Path) 
         parser.error(str(err))
     if args.budget not in suite.budgets:
         parser.error(f"suite {suite.name} has no budget {args.budget!r}; it has {sorted(suite.budgets)}")
+    entries = suite.recipes
+    if args.recipes is not None:
+        known = [entry.recipe for entry in suite.recipes]
+        unknown = sorted(set(args.recipes) - set(known))
+        if unknown:
+            parser.error(f"suite {suite.name} has no recipes {unknown}; it has {known}")
+        entries = [entry for entry in suite.recipes if entry.recipe in args.recipes]
+    if args.seeds < 1 or args.first_seed < 0:
+        parser.error(f"--seeds must be >= 1 and --first_seed >= 0, got {args.seeds} and {args.first_seed}")
     out = args.out or repo / "benchmarks" / "results" / f"{suite.name}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    for entry in suite.recipes:
-        for seed in range(args.seeds):
+    for entry in entries:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             row = run_entry(suite, entry, args.budget, seed, repo, export=not args.no_export)
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
