@@ -8,7 +8,8 @@ For each case (a recipe), every round trains twice from the same seed, in this o
   default ones: TensorBoard logger, progress bar, learning-rate monitor, non-finite-loss guard, checkpointing,
   checkpoint metadata), validation off, ``trainer.fit``;
 * **plain**: the same network, optimizer settings, precision and batches (the data module's own
-  ``train_dataloader``: same decoding, augmentation and workers) in a ``for`` loop that a user would write:
+  ``train_dataloader`` and transfer hooks: same decoding, augmentation and workers, or the same on-device
+  batches) in a ``for`` loop that a user would write:
   forward, loss, backward, optional clipping, step, warm-up-cosine learning rate, and an EMA with
   ``torch.optim.swa_utils.AveragedModel`` when the recipe has one.
 
@@ -144,11 +145,12 @@ def run_plain(case: Case, folder: Path) -> tuple[float, int]:
     label_smoothing = recipe["model"]["init_args"].get("label_smoothing", 0.0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in str(cli.trainer.precision))
     started, samples = 0.0, 0
-    for step, (inputs, targets) in enumerate(_batches(data)):
+    for step, batch in enumerate(_batches(data)):
         if step == case.warmup:
             _synchronize(device)
             started, samples = time.perf_counter(), 0
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        # The data module's own transfer hooks: identity for most, gather-and-augment for on-device images.
+        inputs, targets = data.on_after_batch_transfer(data.transfer_batch_to_device(batch, device, 0), 0)
         with autocast:
             logits = model(inputs)
         if case.kind == "lm":

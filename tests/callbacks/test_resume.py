@@ -19,7 +19,14 @@ from zoo.tasks import ImageClassifier
 TOTAL_STEPS, STOP_AT, BATCHES_PER_EPOCH = 12, 9, 6  # the stop falls in the middle of the second epoch
 
 
-def _run(root: Path, name: str, max_steps: int, ckpt_path: str | None = None, every: int | None = None):
+def _run(
+    root: Path,
+    name: str,
+    max_steps: int,
+    ckpt_path: str | None = None,
+    every: int | None = None,
+    on_device: bool = False,
+) -> tuple[L.Trainer, ImageClassifier, EMA]:
     L.seed_everything(0)
     task = ImageClassifier(
         "speedrun_net_tiny",
@@ -28,7 +35,7 @@ def _run(root: Path, name: str, max_steps: int, ckpt_path: str | None = None, ev
         optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=5e-4),
         lr_scheduler=partial(WarmupCosineLR, warmup_steps=3, total_steps=TOTAL_STEPS),
     )
-    data = CIFAR10DataModule(variant="mini", batch_size=16, num_workers=2)
+    data = CIFAR10DataModule(variant="mini", batch_size=16, num_workers=2, on_device=on_device)
     ema = EMA(decay=0.9)
     checkpoint = ResumableCheckpoint(dirpath=root / "ckpt", every_n_train_steps=every, save_top_k=0)
     trainer = L.Trainer(
@@ -53,11 +60,14 @@ def _logged(trainer: L.Trainer) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_mid_epoch_resume_is_exact_with_ema_mixup_dropout_and_workers(tmp_path: Path) -> None:
-    straight, straight_task, straight_ema = _run(tmp_path / "straight", "straight", TOTAL_STEPS)
-    _run(tmp_path / "stopped", "first", STOP_AT, every=STOP_AT)
+@pytest.mark.parametrize("on_device", [False, True], ids=["workers", "images_on_device"])
+def test_mid_epoch_resume_is_exact_with_ema_mixup_dropout_and_workers(tmp_path: Path, on_device: bool) -> None:
+    straight, straight_task, straight_ema = _run(tmp_path / "straight", "straight", TOTAL_STEPS, on_device=on_device)
+    _run(tmp_path / "stopped", "first", STOP_AT, every=STOP_AT, on_device=on_device)
     last = tmp_path / "stopped" / "ckpt" / "last.ckpt"
-    resumed, resumed_task, resumed_ema = _run(tmp_path / "stopped", "second", TOTAL_STEPS, ckpt_path=str(last))
+    resumed, resumed_task, resumed_ema = _run(
+        tmp_path / "stopped", "second", TOTAL_STEPS, ckpt_path=str(last), on_device=on_device
+    )
 
     assert resumed.global_step == straight.global_step == TOTAL_STEPS
     for name, value in straight_task.state_dict().items():

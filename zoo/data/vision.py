@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from torchvision.transforms import v2
 
 from zoo.data.base import ZooDataModule
 from zoo.data.image_arrays import IMAGE_EXTENSIONS, ImageArrays, load_split_arrays
+from zoo.data.on_device import DeviceImagePool, is_key_batch
 from zoo.data.paths import cache_dir, data_root
 from zoo.data.sampling import AugmentedDataset
 
@@ -84,6 +85,8 @@ class VisionDataModule(ZooDataModule):
             raise ValueError(f"val_split must be >= 0 (a share below 1 or a count), got {val_split}")
         self.val_split = val_split
         self.split_seed = split_seed
+        # Set by setup() of a module asked to keep its training images on the device (see zoo.data.on_device).
+        self.device_pool: DeviceImagePool | None = None
 
     # What the model and export need to know; subclasses set these in __init__.
     num_classes: int
@@ -100,6 +103,25 @@ class VisionDataModule(ZooDataModule):
             raise ValueError(f"val_split={self.val_split} leaves {n - n_val} of {n} images for training")
         order = np.random.default_rng(self.split_seed).permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        """Worker-loaded batches; or, with the training images on the device, batches of sample keys."""
+        if self.device_pool is None:
+            return super().train_dataloader()
+        trainer = self.trainer
+        return self.device_pool.loader(
+            self.batch_size,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+            seed=self.seed,
+            progress=self._training_progress,
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Make a key batch into ``(images, labels)`` on the device it was moved to; other batches pass."""
+        if is_key_batch(batch) and self.device_pool is not None:
+            return self.device_pool.materialize(batch, batch[next(iter(batch))].device)
+        return batch
 
 
 class CIFAR10DataModule(VisionDataModule):
@@ -127,6 +149,9 @@ class CIFAR10DataModule(VisionDataModule):
         auto_augment: Also apply torchvision's ``"trivialaugment"`` (TrivialAugmentWide) or ``"randaugment"``
             to training images, as vision-transformer recipes need; ``None`` for none.
         random_erasing: Probability of erasing a random rectangle of a training image (DeiT uses 0.25).
+        on_device: Keep the training images (150 MB as uint8) on the training device and crop, flip and
+            normalise each batch there (:mod:`zoo.data.on_device`), for GPUs that train a small network faster
+            than loader workers can feed it. Only the crop and flip augmentations run there.
         batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed: See
             :class:`VisionDataModule`; repeated here so that ``zoo fit --help`` and recipe validation see them.
 
@@ -144,6 +169,7 @@ class CIFAR10DataModule(VisionDataModule):
         random_crop: bool = True,
         auto_augment: Literal["trivialaugment", "randaugment"] | None = None,
         random_erasing: float = 0.0,
+        on_device: bool = False,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         val_split: float = 0.1,
@@ -153,6 +179,11 @@ class CIFAR10DataModule(VisionDataModule):
         split_seed: int = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed)
+        if on_device and augment and (auto_augment is not None or random_erasing):
+            raise ValueError(
+                "on_device=True augments with random crops and flips only; it cannot apply "
+                f"auto_augment={auto_augment!r} or random_erasing={random_erasing}: turn those off or on_device off"
+            )
         if variant not in ("full", "mini"):
             raise ValueError(f"variant must be 'full' or 'mini', got {variant!r}")
         self.root = root
@@ -166,6 +197,7 @@ class CIFAR10DataModule(VisionDataModule):
         self.random_crop = random_crop
         self.auto_augment = auto_augment
         self.random_erasing = random_erasing
+        self.on_device = on_device
         self.num_classes = 10
         self.in_chans = 3
         self.image_size = 32
@@ -238,6 +270,15 @@ class CIFAR10DataModule(VisionDataModule):
         )
         self.val_set = AugmentedDataset(ArrayImageDataset(train.images[val_idx], train.labels[val_idx]), eval_tf)
         self.test_set = AugmentedDataset(ArrayImageDataset(test.images, test.labels), eval_tf)
+        if self.on_device:
+            self.device_pool = DeviceImagePool(
+                train.images[train_idx],
+                train.labels[train_idx],
+                self.mean,
+                self.std,
+                crop_padding=4 if self.augment and self.random_crop else 0,
+                flip=self.augment,
+            )
 
 
 class ImageFolderDataModule(VisionDataModule):

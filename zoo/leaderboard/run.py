@@ -116,7 +116,7 @@ def _training_flops_per_sample(task: Any, data: Any) -> int | None:
     """Forward and backward FLOPs per training sample, when the task can count them (None otherwise)."""
     if not hasattr(task, "training_flops") or data is None:
         return None
-    batch = next(iter(data.train_dataloader()))
+    batch = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)  # e.g. keys -> on-device images
     size = int((batch[0] if isinstance(batch, list | tuple) else batch).shape[0])
     return int(task.training_flops(batch) // size)
 
