@@ -2,22 +2,29 @@
 
     python benchmarks/side_by_side.py --out benchmarks/results/side_by_side_cpu.jsonl [--cases ...] [--smoke]
 
-For each case (a recipe), every round trains twice from the same seed, in this one process:
+For each case (a recipe plus overrides), every round trains twice from the same seed, in this one process:
 
 * **zoo**: the recipe as ``zoo fit`` builds it (task, data module, trainer, the recipe's callbacks and zoo's
   default ones: TensorBoard logger, progress bar, learning-rate monitor, non-finite-loss guard, checkpointing,
   checkpoint metadata), validation off, ``trainer.fit``;
-* **plain**: the same network, optimizer settings, precision and batches (the data module's own
-  ``train_dataloader`` and transfer hooks: same decoding, augmentation and workers, or the same on-device
-  batches) in a ``for`` loop that a user would write:
-  forward, loss, backward, optional clipping, step, warm-up-cosine learning rate, and an EMA with
-  ``torch.optim.swa_utils.AveragedModel`` when the recipe has one.
+* **plain**: the same network, optimizer settings, precision, memory format, compilation and batches (the data
+  module's own ``train_dataloader`` and transfer hooks: same decoding, augmentation and workers, or the same
+  on-device batches) in a ``for`` loop that a user would write: forward, loss, backward, optional clipping,
+  step, warm-up-cosine learning rate, and an EMA with ``torch.optim.swa_utils.AveragedModel`` when the recipe
+  has one.
 
 Training samples per second are timed over ``steps`` optimizer steps after ``warmup`` steps (the device is
 synchronised at both ends), the two sides alternate which goes first from round to round, and the ratio of the
-medians (zoo / plain; 1.0 means no overhead) is printed and appended as one JSON record per case to ``--out``.
-Both sides read the same data pipeline on purpose: the ratio measures the training loop (Lightning's Trainer,
-the zoo task's step with its metrics and logging, the callbacks), not the data pipeline.
+medians (zoo / plain; 1.0 means no overhead) is printed and appended as one JSON record per case to ``--out``,
+with the overhead per step and, on a GPU, the model-FLOPs utilisation of both sides against the H100's dense
+bf16 peak. Both sides read the same data pipeline on purpose: the ratio measures the training loop
+(Lightning's Trainer, the zoo task's step with its metrics and logging, the callbacks), not the data.
+
+Cases: ``cifar10-cnn`` and ``shakespeare-gpt`` (the CPU recipes), and for the GPU ``resnet50-224`` (timm
+ResNet-50, 224 px, batch 256, bf16, channels-last; ``-compiled`` adds ``torch.compile``), ``gpt2-124m``
+(16 x 1024 tokens, bf16), ``ddpm-unet`` (the CIFAR-10 DDPM recipe, images on the device) and
+``gcn-large-graph`` (a full-batch epoch on 200k nodes and 4M edges); synthetic data comes from
+:mod:`zoo.data.synthetic`. ``--smoke`` shrinks any case to seconds on a CPU.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import import_module
 from pathlib import Path
@@ -39,10 +46,10 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from zoo.leaderboard.rows import environment, git_state, hardware
+from zoo.leaderboard.run import samples_in, training_flops_per_sample
 from zoo.lightning_cli import ZooLightningCLI
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,22 +57,62 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Case:
-    """One side-by-side comparison: a recipe, its loss kind, and how many steps to time."""
+    """One side-by-side comparison.
+
+    Attributes:
+        recipe: The recipe, relative to the repository.
+        kind: The plain loop's loss: ``"image"`` (cross-entropy with the task's label smoothing), ``"lm"``
+            (next-token cross-entropy), ``"diffusion"`` (noise-prediction MSE at uniform timesteps) or ``"node"``
+            (cross-entropy on the training nodes of a full graph).
+        steps: Optimizer steps timed.
+        warmup: Steps before the timing starts (compilation, allocator and cache warm-up).
+        overrides: ``zoo fit`` arguments added to the recipe.
+        gpu: A case for the GPU; run by default only where CUDA is available.
+        smoke: Overrides that shrink the case to seconds on a CPU, for ``--smoke``.
+    """
 
     recipe: str
-    kind: str  # "image" (cross-entropy with the recipe's label smoothing) or "lm" (next-token cross-entropy)
+    kind: str
     steps: int
     warmup: int
+    overrides: tuple[str, ...] = ()
+    gpu: bool = False
+    smoke: tuple[str, ...] = ()
 
 
+_SMALL_IMAGES = ("--data.init_args.image_size", "32", "--data.init_args.num_images", "16",
+                 "--data.init_args.batch_size", "4", "--trainer.precision", "32-true")  # fmt: skip
 CASES = {
-    "cifar10-cnn": Case("recipes/cifar10/speedrun_net_tiny.yaml", "image", steps=30, warmup=5),
+    "cifar10-cnn": Case(
+        "recipes/cifar10/speedrun_net_tiny.yaml", "image", steps=30, warmup=5,
+        smoke=("--data.init_args.variant", "mini", "--data.init_args.batch_size", "32"),
+    ),
     "shakespeare-gpt": Case("recipes/shakespeare/gpt_nano.yaml", "lm", steps=200, warmup=20),
-}
-SMOKE_CASES = {  # the quickstart's shipped data instead of CIFAR-10, and a few steps
-    "cifar10-cnn": Case("recipes/quickstart.yaml", "image", steps=3, warmup=1),
-    "shakespeare-gpt": Case("recipes/shakespeare/gpt_nano.yaml", "lm", steps=3, warmup=1),
-}
+    "resnet50-224": Case("benchmarks/recipes/resnet50_synthetic.yaml", "image", steps=50, warmup=10, gpu=True,
+                         smoke=_SMALL_IMAGES),
+    "resnet50-224-compiled": Case(
+        "benchmarks/recipes/resnet50_synthetic.yaml", "image", steps=50, warmup=20, gpu=True,
+        overrides=("--model.init_args.compile", "true"), smoke=_SMALL_IMAGES,
+    ),
+    "gpt2-124m": Case(
+        "benchmarks/recipes/gpt2_124m_synthetic.yaml", "lm", steps=50, warmup=10, gpu=True,
+        smoke=("--model.init_args.backbone", "gpt_nano", "--data.init_args.vocab_size", "256",
+               "--data.init_args.block_size", "32", "--data.init_args.num_tokens", "2048",
+               "--data.init_args.batch_size", "4", "--trainer.precision", "32-true"),
+    ),
+    "ddpm-unet": Case(
+        "recipes/cifar10/ddpm.yaml", "diffusion", steps=50, warmup=10, gpu=True,
+        overrides=("--data.init_args.on_device", "true"),
+        smoke=("--model.init_args.backbone", "unet_tiny", "--data.init_args.variant", "mini",
+               "--data.init_args.batch_size", "4", "--trainer.precision", "32-true",
+               "--model.init_args.channels_last", "false"),
+    ),
+    "gcn-large-graph": Case(
+        "benchmarks/recipes/gcn_synthetic.yaml", "node", steps=20, warmup=5, gpu=True,
+        smoke=("--data.init_args.num_nodes", "500", "--data.init_args.num_edges", "2000"),
+    ),
+}  # fmt: skip
+H100_BF16_TFLOPS = 989.0  # dense bf16 peak of an H100 SXM, the denominator of model-FLOPs utilisation
 
 
 class StepWindowTimer(L.Callback):
@@ -75,7 +122,7 @@ class StepWindowTimer(L.Callback):
         self.warmup, self.steps = warmup, steps
         self.started: float | None = None
         self.seconds: float | None = None
-        self.samples = 0
+        self.samples: int | torch.Tensor = 0
 
     def on_train_batch_start(  # noqa: D102
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -89,7 +136,7 @@ class StepWindowTimer(L.Callback):
     ) -> None:
         if self.started is None or self.seconds is not None:
             return
-        self.samples += len(batch[0])
+        self.samples += samples_in(batch)  # a device tensor for a graph: read once, after the window
         if trainer.global_step == self.warmup + self.steps:
             _synchronize(pl_module.device)
             self.seconds = time.perf_counter() - self.started
@@ -100,7 +147,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _build(case: Case, folder: Path) -> ZooLightningCLI:
+def _build(case: Case, folder: Path, smoke: bool) -> ZooLightningCLI:
     """The recipe's task, data module and trainer, as ``zoo fit`` builds them, with validation off."""
     args = [
         "--config", str(REPO / case.recipe),
@@ -108,6 +155,8 @@ def _build(case: Case, folder: Path) -> ZooLightningCLI:
         "--trainer.limit_val_batches", "0",
         "--trainer.num_sanity_val_steps", "0",
         "--trainer.logger.init_args.save_dir", str(folder),
+        *case.overrides,
+        *(case.smoke if smoke else ()),
     ]  # fmt: skip
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI must not read this script's own arguments
     try:
@@ -116,47 +165,50 @@ def _build(case: Case, folder: Path) -> ZooLightningCLI:
         sys.argv = argv
 
 
-def run_zoo(case: Case, folder: Path) -> tuple[float, int]:
-    """Samples per second and batch size of the recipe trained through ``trainer.fit``."""
-    cli = _build(case, folder)
+def run_zoo(case: Case, folder: Path, smoke: bool = False) -> tuple[float, int, int | None]:
+    """Samples per second, batch size and training FLOPs per sample of the recipe through ``trainer.fit``."""
+    cli = _build(case, folder, smoke)
     timer = StepWindowTimer(case.warmup, case.steps)
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     if timer.seconds is None:
         raise RuntimeError(f"{case.recipe}: fit stopped before step {case.warmup + case.steps}")
-    return timer.samples / timer.seconds, timer.samples // case.steps
+    samples = int(timer.samples)
+    return samples / timer.seconds, samples // case.steps, training_flops_per_sample(cli.model, cli.datamodule)
 
 
-def run_plain(case: Case, folder: Path) -> tuple[float, int]:
+def run_plain(case: Case, folder: Path, smoke: bool = False) -> tuple[float, int]:
     """Samples per second and batch size of the same network, settings and batches in a hand-written loop."""
-    cli = _build(case, folder)  # only for the network and the data module the recipe names
-    recipe = yaml.safe_load((REPO / case.recipe).read_text())
-    device = cli.trainer.strategy.root_device
-    model = cli.model.backbone.to(device).train()
-    data = cli.datamodule
+    cli = _build(case, folder, smoke)  # only for the network, the data module and the settings it resolves
+    task, data, trainer = cli.model, cli.datamodule, cli.trainer
+    device = trainer.strategy.root_device
+    precision = str(trainer.precision)
+    if precision not in ("32-true", "32", "bf16-mixed"):
+        raise ValueError(f"{case.recipe}: the plain loop runs 32-true or bf16-mixed, not {precision}")
+    model = task.backbone.to(device).train()
+    channels_last = bool(getattr(task, "channels_last", False))
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if getattr(task, "compile_backbone", False):
+        model.compile()
     data.prepare_data()
     data.setup("fit")
-    optimizer = _optimizer(recipe["model"]["init_args"]["optimizer"], model)
+    optimizer = _optimizer(cli.config["model"]["init_args"]["optimizer"], model)
     total = case.warmup + case.steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(max(1, total // 20), total))
-    decay = _ema_decay(recipe)
+    decay = next((cb.decay for cb in trainer.callbacks if type(cb).__name__ == "EMA"), None)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
-    clip = recipe.get("trainer", {}).get("gradient_clip_val")
-    label_smoothing = recipe["model"]["init_args"].get("label_smoothing", 0.0)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in str(cli.trainer.precision))
+    clip = trainer.gradient_clip_val
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     started, samples = 0.0, 0
     for step, batch in enumerate(_batches(data)):
         if step == case.warmup:
             _synchronize(device)
             started, samples = time.perf_counter(), 0
         # The data module's own transfer hooks: identity for most, gather-and-augment for on-device images.
-        inputs, targets = data.on_after_batch_transfer(data.transfer_batch_to_device(batch, device, 0), 0)
+        batch = data.on_after_batch_transfer(data.transfer_batch_to_device(batch, device, 0), 0)
         with autocast:
-            logits = model(inputs)
-        if case.kind == "lm":
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-        else:
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+            loss = _plain_loss(case.kind, task, model, batch, channels_last)
         loss.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -165,11 +217,33 @@ def run_plain(case: Case, folder: Path) -> tuple[float, int]:
         scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        samples += len(inputs)
+        samples += samples_in(batch)
         if step + 1 == total:
             _synchronize(device)
-            return samples / (time.perf_counter() - started), samples // case.steps
+            seconds = time.perf_counter() - started
+            return int(samples) / seconds, int(samples) // case.steps
     raise AssertionError("unreachable: _batches never ends")
+
+
+def _plain_loss(kind: str, task: Any, model: torch.nn.Module, batch: Any, channels_last: bool) -> torch.Tensor:
+    """The loss a user would write for each kind of case, in float32."""
+    if kind == "node":
+        mask = batch.train_mask
+        return F.cross_entropy(model(batch.x, batch.edge_index)[mask].float(), batch.y[mask])
+    inputs = batch[0]
+    if channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    if kind == "image":
+        smoothing = float(task.hparams.get("label_smoothing") or 0.0)
+        return F.cross_entropy(model(inputs).float(), batch[1], label_smoothing=smoothing)
+    if kind == "lm":
+        return F.cross_entropy(model(inputs).flatten(0, 1).float(), batch[1].flatten())
+    if kind == "diffusion":
+        schedule = task.noise_scheduler  # diffusers' DDPMScheduler, as a hand-written DDPM loop would use
+        noise = torch.randn_like(inputs)
+        timesteps = torch.randint(0, schedule.config.num_train_timesteps, (len(inputs),), device=inputs.device)
+        return F.mse_loss(model(schedule.add_noise(inputs, noise, timesteps), timesteps).float(), noise)
+    raise ValueError(f"unknown case kind {kind!r}")
 
 
 def _batches(data: L.LightningDataModule) -> Iterator[Any]:
@@ -177,9 +251,9 @@ def _batches(data: L.LightningDataModule) -> Iterator[Any]:
         yield from data.train_dataloader()
 
 
-def _optimizer(config: dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
+def _optimizer(config: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
     module, _, name = config["class_path"].rpartition(".")
-    return getattr(import_module(module), name)(model.parameters(), **config.get("init_args", {}))
+    return getattr(import_module(module), name)(model.parameters(), **dict(config.get("init_args") or {}))
 
 
 def _warmup_cosine(warmup: int, total: int) -> Any:
@@ -191,31 +265,29 @@ def _warmup_cosine(warmup: int, total: int) -> Any:
     return factor
 
 
-def _ema_decay(recipe: dict[str, Any]) -> float | None:
-    for callback in recipe.get("trainer", {}).get("callbacks", []) or []:
-        if callback.get("class_path", "").endswith("EMA"):
-            return float(callback.get("init_args", {}).get("decay", 0.9998))
-    return None
-
-
-def compare(name: str, case: Case, rounds: int) -> dict[str, Any]:
+def compare(name: str, case: Case, rounds: int, smoke: bool = False) -> dict[str, Any]:
     """Alternate zoo and plain runs of ``case`` for ``rounds`` rounds and build the record."""
     per_round: dict[str, list[float]] = {"zoo": [], "plain": []}
-    batch = 0
+    batch, flops = 0, None
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(rounds):
             order = ("zoo", "plain") if index % 2 == 0 else ("plain", "zoo")
             for side in order:
                 L.seed_everything(0, verbose=False)
-                rate, batch = (run_zoo if side == "zoo" else run_plain)(case, Path(tmp) / f"{side}{index}")
+                folder = Path(tmp) / f"{side}{index}"
+                if side == "zoo":
+                    rate, batch, flops = run_zoo(case, folder, smoke)
+                else:
+                    rate, batch = run_plain(case, folder, smoke)
                 per_round[side].append(round(rate, 2))
-                print(f"{name:<16} round {index + 1}/{rounds} {side:<5} {rate:10.1f} samples/s", flush=True)
+                print(f"{name:<22} round {index + 1}/{rounds} {side:<5} {rate:12.1f} samples/s", flush=True)
     medians = {side: statistics.median(rates) for side, rates in per_round.items()}
     step_ms = {side: 1000 * batch / rate for side, rate in medians.items()}
-    return {
+    record = {
         "benchmark": "side_by_side",
         "case": name,
         "recipe": case.recipe,
+        "overrides": [*case.overrides, *(case.smoke if smoke else ())],
         "steps": case.steps,
         "warmup_steps": case.warmup,
         "rounds": rounds,
@@ -225,6 +297,11 @@ def compare(name: str, case: Case, rounds: int) -> dict[str, Any]:
         "overhead_ms_per_step": round(step_ms["zoo"] - step_ms["plain"], 3),
         "per_round": per_round,
         "zoo_over_plain": round(medians["zoo"] / medians["plain"], 3),
+        "train_flops_per_sample": flops,
+    }
+    if flops and torch.cuda.is_available():
+        record["mfu_vs_h100_bf16"] = {s: round(r * flops / (H100_BF16_TFLOPS * 1e12), 4) for s, r in medians.items()}
+    return record | {
         "command": "python benchmarks/side_by_side.py " + " ".join(sys.argv[1:]),
         "git": git_state(REPO),
         "packages": environment(),
@@ -237,14 +314,19 @@ def main() -> None:
     """Run the chosen cases and print (and append) one record each."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--cases", nargs="*", choices=sorted(CASES), default=sorted(CASES))
+    parser.add_argument(
+        "--cases", nargs="*", choices=sorted(CASES), default=None,
+        help="default: the CPU cases, and the GPU ones where CUDA is available",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--smoke", action="store_true", help="a few steps, one round, shipped data (for CI)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps, one round (for CI, on CPU)")
     args = parser.parse_args()
-    cases = SMOKE_CASES if args.smoke else CASES
-    rounds = 1 if args.smoke else args.rounds
-    for name in args.cases:
-        record = compare(name, cases[name], rounds)
+    names = args.cases or [n for n, c in CASES.items() if not c.gpu or torch.cuda.is_available()]
+    for name in names:
+        case = CASES[name]
+        if args.smoke:
+            case = replace(case, steps=3, warmup=1)
+        record = compare(name, case, 1 if args.smoke else args.rounds, smoke=args.smoke)
         print(json.dumps(record), flush=True)
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from zoo.cli import main as zoo_main
-from zoo.leaderboard.rows import REQUIRED_FIELDS, read_rows
+from zoo.leaderboard.rows import REQUIRED_FIELDS, git_state, read_rows
 from zoo.leaderboard.suites import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,3 +82,19 @@ def test_shipped_suites_name_existing_recipes(suite: str) -> None:
     loaded = load_suite(suite, REPO)
     assert {"cpu", "gpu"} <= set(loaded.budgets) and loaded.recipes
     json.dumps([entry.__dict__ for entry in loaded.recipes])  # plain data all through
+
+
+def test_rows_appended_to_results_do_not_make_the_tree_dirty(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "cora.jsonl").write_text("{}\n")
+    (tmp_path / "recipe.yaml").write_text("a: 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    (tmp_path / "benchmarks" / "results" / "cora.jsonl").write_text("{}\n{}\n")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "recipe.yaml").write_text("a: 2\n")
+    assert git_state(tmp_path)["dirty"] is True

@@ -8,6 +8,7 @@ from zoo.data.base import ZooDataModule
 from zoo.data.graph import GraphClassificationDataModule, MotifGraphsDataModule, PlanetoidDataModule, TUDataModule
 from zoo.data.paths import cache_dir, data_root
 from zoo.data.shapes import ShapesDataModule
+from zoo.data.synthetic import SyntheticGraphDataModule, SyntheticImageDataModule, SyntheticTokenDataModule
 from zoo.data.text import TextCorpusDataModule
 from zoo.data.text_classification import TextClassificationDataModule
 from zoo.data.vision import CIFAR10DataModule, ImageFolderDataModule, VisionDataModule
@@ -19,6 +20,9 @@ __all__ = [
     "MotifGraphsDataModule",
     "PlanetoidDataModule",
     "ShapesDataModule",
+    "SyntheticGraphDataModule",
+    "SyntheticImageDataModule",
+    "SyntheticTokenDataModule",
     "TUDataModule",
     "TextClassificationDataModule",
     "TextCorpusDataModule",

@@ -115,7 +115,11 @@ def environment() -> dict[str, Any]:
 
 
 def git_state(repo: Path) -> dict[str, Any]:
-    """The commit checked out in ``repo`` and whether tracked files differ from it."""
+    """The commit checked out in ``repo`` and whether tracked files differ from it.
+
+    Changes under ``benchmarks/results/`` do not count: the runs append their own rows there, and a row is no
+    less reproducible because an earlier row of the same session was written before it.
+    """
 
     def git(*args: str) -> str | None:
         try:
@@ -125,7 +129,7 @@ def git_state(repo: Path) -> dict[str, Any]:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results")
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 

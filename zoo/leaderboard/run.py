@@ -18,7 +18,7 @@ import torch
 from zoo.leaderboard.rows import environment, git_state, hardware, validate_row
 from zoo.leaderboard.suites import Suite, SuiteRecipe
 
-__all__ = ["FitTimer", "run_entry"]
+__all__ = ["FitTimer", "run_entry", "samples_in", "training_flops_per_sample"]
 
 
 class FitTimer(L.Callback):
@@ -36,7 +36,7 @@ class FitTimer(L.Callback):
     def on_train_batch_end(  # noqa: D102
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.samples += _samples_in(batch)  # may be a device tensor: read once, after training
+        self.samples += samples_in(batch)  # may be a device tensor: read once, after training
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         self.started = time.perf_counter()
@@ -88,7 +88,7 @@ def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Pa
         "metrics": metrics,
         "quality": {"metric": entry.metric, "value": metrics[entry.metric], "higher_is_better": entry.higher_is_better},
         "params": sum(p.numel() for p in task.backbone.parameters()),
-        "flops_per_sample": _training_flops_per_sample(task, cli.datamodule),
+        "flops_per_sample": training_flops_per_sample(task, cli.datamodule),
         "train_seconds": round(train_seconds, 2),
         "samples_per_second": round(samples / train_seconds, 1) if samples and train_seconds > 0 else None,
         "peak_memory_mb": round(_peak_memory_mb(), 1),
@@ -99,7 +99,8 @@ def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Pa
     return validate_row(row)
 
 
-def _samples_in(batch: Any) -> int | torch.Tensor:
+def samples_in(batch: Any) -> int | torch.Tensor:
+    """Training samples in ``batch`` (see :class:`FitTimer`); a device tensor for a full graph, to read later."""
     if hasattr(batch, "train_mask"):  # a full graph: its labelled training nodes (a tensor, so no sync per step)
         return batch.train_mask.sum()
     if isinstance(getattr(batch, "batch_size", None), int):  # a NeighborLoader subgraph: its seed nodes
@@ -112,7 +113,7 @@ def _samples_in(batch: Any) -> int | torch.Tensor:
     return int(first.shape[0])
 
 
-def _training_flops_per_sample(task: Any, data: Any) -> int | None:
+def training_flops_per_sample(task: Any, data: Any) -> int | None:
     """Forward and backward FLOPs per training sample, when the task can count them (None otherwise)."""
     if not hasattr(task, "training_flops") or data is None:
         return None

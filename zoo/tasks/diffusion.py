@@ -16,6 +16,7 @@ from zoo.models.diffusion.sampling import make_sampling_scheduler, make_training
 from zoo.models.diffusion.unet import check_class_labels
 from zoo.registry import create_model
 from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
+from zoo.tasks.flops import meta_training_flops
 from zoo.tasks.optimization import task_optimization_config
 
 __all__ = ["DiffusionModel"]
@@ -352,17 +353,14 @@ class DiffusionModel(L.LightningModule):
         Counted with ``torch.utils.flop_counter`` on a meta-device copy of the backbone (nothing is computed);
         ``zoo.callbacks.ThroughputMonitor`` uses it for FLOP/s and utilisation.
         """
-        import copy
-
-        from lightning.fabric.utilities.throughput import measure_flops
-
         images = batch[0] if isinstance(batch, list | tuple) else batch
-        size = images.shape[0]
-        model = copy.deepcopy(self.backbone).to("meta")
-        noisy = torch.empty(images.shape, device="meta")
-        timesteps = torch.zeros(size, dtype=torch.long, device="meta")
-        labels = torch.zeros(size, dtype=torch.long, device="meta") if self.conditional else None
-        return int(measure_flops(model, lambda: model(noisy, timesteps, labels), loss_fn=torch.Tensor.sum))
+        size, conditional = images.shape[0], self.conditional
+
+        def inputs() -> tuple[torch.Tensor, ...]:
+            labels = torch.zeros(size, dtype=torch.long) if conditional else None
+            return torch.empty(images.shape), torch.zeros(size, dtype=torch.long), labels
+
+        return meta_training_flops(self.backbone, inputs)
 
     def configure_optimizers(self) -> Any:
         """AdamW-style groups (no decay on norms and biases) and the scheduler."""

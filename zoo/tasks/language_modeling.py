@@ -15,6 +15,7 @@ from zoo.data.tokenizers import Tokenizer, tokenizer_from_config
 from zoo.models.transformer.gpt import generate
 from zoo.registry import create_model
 from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
+from zoo.tasks.flops import meta_training_flops
 from zoo.tasks.optimization import task_optimization_config
 
 __all__ = ["LanguageModel"]
@@ -170,6 +171,15 @@ class LanguageModel(L.LightningModule):
             assert self.tokenizer is not None
             return self.tokenizer.decode(out[0].tolist())
         return out
+
+    def training_flops(self, batch: Any) -> int:
+        """FLOPs of one training step (forward and backward) on token blocks shaped like ``batch[0]``, ``(B, T)``.
+
+        Counted on a meta-device copy of the backbone (see :func:`zoo.tasks.flops.meta_training_flops`), for
+        ``zoo.callbacks.ThroughputMonitor`` and the benchmarks' model-FLOPs utilisation.
+        """
+        shape = tuple(batch[0].shape)
+        return meta_training_flops(self.backbone, lambda: (torch.zeros(shape, dtype=torch.long),))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
         if self.tokenizer is not None:
