@@ -89,7 +89,7 @@ class DeviceImagePool:
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
         self.mean, self.std = mean, std
         self.crop_padding, self.flip = crop_padding, flip
-        self._resident: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._resident: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -109,7 +109,7 @@ class DeviceImagePool:
 
     def materialize(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images, labels)`` for a key batch: ``(B, C, H, W)`` float32 normalised, and ``(B,)`` int64."""
-        images, labels = self._on(device)
+        images, labels, mean, std = self._on(device)
         indices = batch[KEYS].to(device, non_blocking=True)
         generator = torch.Generator(device).manual_seed(batch["seed"])
         x = images[indices].float().div_(255)
@@ -118,13 +118,13 @@ class DeviceImagePool:
         if self.flip:
             flips = torch.rand(len(x), 1, 1, 1, device=device, generator=generator) < 0.5
             x = torch.where(flips, x.flip(3), x)
-        mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
         return (x - mean).div_(std), labels[indices]
 
-    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Images, labels, mean and std on ``device``, copied there once (a copy per batch would sync the host)."""
         if device not in self._resident:
-            self._resident[device] = (self.images.contiguous().to(device), self.labels.to(device))
+            stats = [torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1).to(device) for v in (self.mean, self.std)]
+            self._resident[device] = (self.images.contiguous().to(device), self.labels.to(device), *stats)
         return self._resident[device]
 
 
