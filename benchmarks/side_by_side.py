@@ -31,22 +31,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_loop import PlainLoop, synchronize
 
 from zoo.leaderboard.rows import environment, git_state, hardware
 from zoo.leaderboard.run import samples_in, training_flops_per_sample
@@ -128,7 +126,7 @@ class StepWindowTimer(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self.started is None and trainer.global_step == self.warmup:
-            _synchronize(pl_module.device)
+            synchronize(pl_module.device)
             self.started = time.perf_counter()
 
     def on_train_batch_end(  # noqa: D102
@@ -138,13 +136,8 @@ class StepWindowTimer(L.Callback):
             return
         self.samples += samples_in(batch)  # a device tensor for a graph: read once, after the window
         if trainer.global_step == self.warmup + self.steps:
-            _synchronize(pl_module.device)
+            synchronize(pl_module.device)
             self.seconds = time.perf_counter() - self.started
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _build(case: Case, folder: Path, smoke: bool) -> ZooLightningCLI:
@@ -179,90 +172,19 @@ def run_zoo(case: Case, folder: Path, smoke: bool = False) -> tuple[float, int, 
 
 def run_plain(case: Case, folder: Path, smoke: bool = False) -> tuple[float, int]:
     """Samples per second and batch size of the same network, settings and batches in a hand-written loop."""
-    cli = _build(case, folder, smoke)  # only for the network, the data module and the settings it resolves
-    task, data, trainer = cli.model, cli.datamodule, cli.trainer
-    device = trainer.strategy.root_device
-    precision = str(trainer.precision)
-    if precision not in ("32-true", "32", "bf16-mixed"):
-        raise ValueError(f"{case.recipe}: the plain loop runs 32-true or bf16-mixed, not {precision}")
-    model = task.backbone.to(device).train()
-    channels_last = bool(getattr(task, "channels_last", False))
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    if getattr(task, "compile_backbone", False):
-        model.compile()
-    data.prepare_data()
-    data.setup("fit")
-    optimizer = _optimizer(cli.config["model"]["init_args"]["optimizer"], model)
     total = case.warmup + case.steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(max(1, total // 20), total))
-    decay = next((cb.decay for cb in trainer.callbacks if type(cb).__name__ == "EMA"), None)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
-    clip = trainer.gradient_clip_val
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    loop = PlainLoop(_build(case, folder, smoke), case.kind, total)
     started, samples = 0.0, 0
-    for step, batch in enumerate(_batches(data)):
+    for step, batch in enumerate(loop.batches()):
         if step == case.warmup:
-            _synchronize(device)
+            synchronize(loop.device)
             started, samples = time.perf_counter(), 0
-        # The data module's own transfer hooks: identity for most, gather-and-augment for on-device images.
-        batch = data.on_after_batch_transfer(data.transfer_batch_to_device(batch, device, 0), 0)
-        with autocast:
-            loss = _plain_loss(case.kind, task, model, batch, channels_last)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        samples += samples_in(batch)
+        samples += loop.step(batch)
         if step + 1 == total:
-            _synchronize(device)
+            synchronize(loop.device)
             seconds = time.perf_counter() - started
             return int(samples) / seconds, int(samples) // case.steps
-    raise AssertionError("unreachable: _batches never ends")
-
-
-def _plain_loss(kind: str, task: Any, model: torch.nn.Module, batch: Any, channels_last: bool) -> torch.Tensor:
-    """The loss a user would write for each kind of case, in float32."""
-    if kind == "node":
-        mask = batch.train_mask
-        return F.cross_entropy(model(batch.x, batch.edge_index)[mask].float(), batch.y[mask])
-    inputs = batch[0]
-    if channels_last:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    if kind == "image":
-        smoothing = float(task.hparams.get("label_smoothing") or 0.0)
-        return F.cross_entropy(model(inputs).float(), batch[1], label_smoothing=smoothing)
-    if kind == "lm":
-        return F.cross_entropy(model(inputs).flatten(0, 1).float(), batch[1].flatten())
-    if kind == "diffusion":
-        schedule = task.noise_scheduler  # diffusers' DDPMScheduler, as a hand-written DDPM loop would use
-        noise = torch.randn_like(inputs)
-        timesteps = torch.randint(0, schedule.config.num_train_timesteps, (len(inputs),), device=inputs.device)
-        return F.mse_loss(model(schedule.add_noise(inputs, noise, timesteps), timesteps).float(), noise)
-    raise ValueError(f"unknown case kind {kind!r}")
-
-
-def _batches(data: L.LightningDataModule) -> Iterator[Any]:
-    while True:
-        yield from data.train_dataloader()
-
-
-def _optimizer(config: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
-    module, _, name = config["class_path"].rpartition(".")
-    return getattr(import_module(module), name)(model.parameters(), **dict(config.get("init_args") or {}))
-
-
-def _warmup_cosine(warmup: int, total: int) -> Any:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    return factor
+    raise AssertionError("unreachable: batches() never ends")
 
 
 def compare(name: str, case: Case, rounds: int, smoke: bool = False) -> dict[str, Any]:

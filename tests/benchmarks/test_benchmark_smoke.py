@@ -79,3 +79,23 @@ def test_side_by_side_smoke_runs_every_case_on_cpu(tmp_path: Path) -> None:
     assert by_case["gpt2-124m"]["train_flops_per_sample"] > 0  # the tasks that count FLOPs report them
     assert 200 < by_case["gcn-large-graph"]["batch_size"] < 300  # a full graph of 500 nodes counts its training half
     assert not (tmp_path / "runs").exists()  # logs and checkpoints went to a temporary folder
+
+
+def test_time_to_accuracy_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "tta.jsonl"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "time_to_accuracy.py"), str(REPO / "recipes" / "quickstart.yaml"),
+         "--smoke", "--seeds", "2", "--target", "0.0", "--within", "1e9", "--out", str(out)],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["recipe"] == "recipes/quickstart.yaml" and record["seeds"] == 2
+    for side in ("zoo", "plain"):
+        timelines = record[side]["timelines"]
+        assert len(timelines) == 2 and all(len(line) == 2 for line in timelines)  # 2 seeds x 2 epochs
+        for (first_seconds, first_acc), (second_seconds, second_acc) in timelines:  # clock only moves forward
+            assert 0 < first_seconds < second_seconds and 0 <= first_acc <= 1 and 0 <= second_acc <= 1
+        reached = record[side]["seconds_to_target"]["per_seed"]
+        assert reached == [line[0][0] for line in timelines]  # a target of 0 is reached at the first epoch
+        best = record[side]["best_accuracy_within_seconds"]["1000000000.0"]["per_seed"]
+        assert best == [max(a for _, a in line) for line in timelines]

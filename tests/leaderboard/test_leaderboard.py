@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 
 from zoo.cli import main as zoo_main
 from zoo.leaderboard.rows import REQUIRED_FIELDS, git_state, read_rows
+from zoo.leaderboard.run import PeakResidentMemory
 from zoo.leaderboard.suites import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,3 +101,18 @@ def test_rows_appended_to_results_do_not_make_the_tree_dirty(tmp_path: Path) -> 
     assert git_state(tmp_path)["dirty"] is False
     (tmp_path / "recipe.yaml").write_text("a: 2\n")
     assert git_state(tmp_path)["dirty"] is True
+
+
+def test_peak_resident_memory_is_per_block_not_per_process() -> None:
+    big = bytearray(300 * 2**20)  # the process's lifetime peak now includes 300 MiB
+    big[:: 2**12] = b"x" * len(big[:: 2**12])  # touch every page so that it is resident
+    del big
+    with PeakResidentMemory() as before:
+        pass
+    with PeakResidentMemory(interval=0.005) as during:
+        block = bytearray(200 * 2**20)
+        block[:: 2**12] = b"x" * len(block[:: 2**12])
+        time.sleep(0.05)
+        del block
+    assert during.peak_mb >= before.peak_mb + 150  # saw the 200 MiB block
+    assert before.peak_mb < resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - 150  # not the old peak

@@ -7,6 +7,7 @@ import resource
 import shlex
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from zoo.leaderboard.rows import environment, git_state, hardware, validate_row
 from zoo.leaderboard.suites import Suite, SuiteRecipe
 
-__all__ = ["FitTimer", "run_entry", "samples_in", "training_flops_per_sample"]
+__all__ = ["FitTimer", "PeakResidentMemory", "run_entry", "samples_in", "training_flops_per_sample"]
 
 
 class FitTimer(L.Callback):
@@ -65,7 +66,8 @@ def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Pa
         torch.cuda.reset_peak_memory_stats()
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI must not read the leaderboard's own arguments
     try:
-        cli = ZooLightningCLI(args=[*fit_args, "--trainer.callbacks+=zoo.leaderboard.run.FitTimer"])
+        with PeakResidentMemory() as resident:
+            cli = ZooLightningCLI(args=[*fit_args, "--trainer.callbacks+=zoo.leaderboard.run.FitTimer"])
     finally:
         sys.argv = argv
     trainer, task = cli.trainer, cli.model
@@ -74,6 +76,7 @@ def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Pa
     if entry.metric not in metrics:
         raise KeyError(f"{entry.recipe}: the run produced no {entry.metric!r}; it produced {sorted(metrics)}")
     train_seconds = timer.seconds
+    gpu_peak_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
     samples = int(timer.samples) * trainer.world_size
     row = {
         "suite": suite.name,
@@ -91,7 +94,7 @@ def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Pa
         "flops_per_sample": training_flops_per_sample(task, cli.datamodule),
         "train_seconds": round(train_seconds, 2),
         "samples_per_second": round(samples / train_seconds, 1) if samples and train_seconds > 0 else None,
-        "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "peak_memory_mb": round(gpu_peak_mb if torch.cuda.is_available() else resident.peak_mb, 1),
         "export": _export_status(trainer) if export else {"skipped": True},
         "command": "zoo " + shlex.join(fit_args).replace(str(repo) + "/", ""),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
@@ -122,11 +125,41 @@ def training_flops_per_sample(task: Any, data: Any) -> int | None:
     return int(task.training_flops(batch) // size)
 
 
-def _peak_memory_mb() -> float:
-    """Peak GPU memory allocated by tensors when on a GPU, else the process's peak resident memory."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+class PeakResidentMemory:
+    """Peak resident memory of this process within a ``with`` block, in MiB.
+
+    The kernel's own peak (``ru_maxrss``) never resets, so in a process that runs several recipes it would give
+    each run the peak of all before it; this samples the current resident size every ``interval`` seconds on a
+    background thread instead (a small file read on Linux; elsewhere it falls back to ``ru_maxrss``).
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> PeakResidentMemory:
+        self.peak_mb = _resident_mb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, _resident_mb())
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, _resident_mb())
+
+
+def _resident_mb() -> float:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+    return pages * resource.getpagesize() / 2**20
 
 
 def _export_status(trainer: Any) -> dict[str, Any]:
