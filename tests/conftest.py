@@ -98,3 +98,18 @@ def quick_fit() -> list[str]:
         "--data.init_args.batch_size", "16",
         "--data.init_args.num_workers", "0",
     ]  # fmt: skip
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--run-heavy``: also run the tests marked heavy."""
+    parser.addoption("--run-heavy", action="store_true", help="also run the tests marked heavy (kept out of CI)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``heavy`` unless asked for: they would push CI past its 15-minute budget."""
+    if config.getoption("--run-heavy") or os.environ.get("ZOO_HEAVY_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="heavy: run with --run-heavy or ZOO_HEAVY_TESTS=1 (kept out of CI for time)")
+    for item in items:
+        if "heavy" in item.keywords:
+            item.add_marker(skip)
