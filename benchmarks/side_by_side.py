@@ -30,7 +30,6 @@ ResNet-50, 224 px, batch 256, bf16, channels-last; ``-compiled`` adds ``torch.co
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -45,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_loop import PlainLoop, synchronize
+from recipe_accuracy import write_record
 
 from zoo.leaderboard.rows import environment, git_state, hardware
 from zoo.leaderboard.run import samples_in, training_flops_per_sample
@@ -248,12 +248,7 @@ def main() -> None:
         case = CASES[name]
         if args.smoke:
             case = replace(case, steps=3, warmup=1)
-        record = compare(name, case, 1 if args.smoke else args.rounds, smoke=args.smoke)
-        print(json.dumps(record), flush=True)
-        if args.out is not None:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+        write_record(compare(name, case, 1 if args.smoke else args.rounds, smoke=args.smoke), args.out)
 
 
 if __name__ == "__main__":

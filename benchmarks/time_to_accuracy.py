@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
-import json
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_loop import PlainLoop, synchronize
+from recipe_accuracy import write_record
 
 from zoo.leaderboard.rows import environment, git_state, hardware
 from zoo.lightning_cli import ZooLightningCLI
@@ -198,11 +198,7 @@ def main() -> None:
         "hardware": hardware(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
-    print(json.dumps(record), flush=True)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+    write_record(record, args.out)
 
 
 if __name__ == "__main__":
