@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipe_accuracy import hardware
 
 from export import export_checkpoint
-from export.checkpoint import load_checkpoint
 from export.formats import runner
 from export.specs import export_spec
+from zoo.checkpoints import load_checkpoint
 from zoo.tasks import ImageClassifier, LanguageModel
 
 CNNS = ("speedrun_net_tiny", "speedrun_net", "resnet18_cifar")

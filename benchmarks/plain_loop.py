@@ -19,8 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from zoo.leaderboard.run import samples_in
-
 __all__ = ["KINDS", "PlainLoop", "synchronize"]
 
 KINDS = ("image", "lm", "diffusion", "node")
@@ -96,7 +94,7 @@ class PlainLoop:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return samples_in(batch)
+        return self.task.count_samples(batch)
 
     def evaluation_model(self) -> nn.Module:
         """The network to evaluate: the EMA average when the recipe keeps one."""

@@ -45,9 +45,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_loop import PlainLoop, synchronize
 from recipe_accuracy import write_record
+from typing_extensions import override
 
 from zoo.leaderboard.rows import environment, git_state, hardware
-from zoo.leaderboard.run import samples_in, training_flops_per_sample
+from zoo.leaderboard.run import training_flops_per_sample
 from zoo.lightning_cli import ZooLightningCLI
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,19 +123,21 @@ class StepWindowTimer(L.Callback):
         self.seconds: float | None = None
         self.samples: int | torch.Tensor = 0
 
-    def on_train_batch_start(  # noqa: D102
+    @override
+    def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self.started is None and trainer.global_step == self.warmup:
             synchronize(pl_module.device)
             self.started = time.perf_counter()
 
-    def on_train_batch_end(  # noqa: D102
+    @override
+    def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self.started is None or self.seconds is not None:
             return
-        self.samples += samples_in(batch)  # a device tensor for a graph: read once, after the window
+        self.samples += pl_module.count_samples(batch)  # a device tensor for a graph: read once, after the window
         if trainer.global_step == self.warmup + self.steps:
             synchronize(pl_module.device)
             self.seconds = time.perf_counter() - self.started

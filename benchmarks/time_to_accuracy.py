@@ -35,6 +35,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_loop import PlainLoop, synchronize
 from recipe_accuracy import write_record
+from typing_extensions import override
 
 from zoo.leaderboard.rows import environment, git_state, hardware
 from zoo.lightning_cli import ZooLightningCLI
@@ -69,11 +70,13 @@ class AccuracyClock(L.Callback):
         self._elapsed = 0.0
         self._started = 0.0
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         synchronize(pl_module.device)
         self._started = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         synchronize(pl_module.device)
         self._elapsed += time.perf_counter() - self._started
         model = pl_module.backbone

@@ -6,12 +6,15 @@
     model.predict(["cat.png"])                                          # top classes with their names
 
 ``zoo export --ckpt_path PATH --format onnx,torchscript,exported_program --out DIR`` is the command line twin.
+Checkpoints are read by :mod:`zoo.checkpoints` (``load_checkpoint`` is re-exported here); what to export comes
+from each task's inference signature. This package imports ``zoo``; ``zoo`` imports it only inside the
+commands that export.
 """
 
 from export.api import ExportReport, export_checkpoint
-from export.checkpoint import LoadedCheckpoint, load_checkpoint
 from export.formats import FORMATS, read_metadata
 from export.predict import ExportedModel, load
+from zoo.checkpoints import LoadedCheckpoint, load_checkpoint
 
 __all__ = [
     "FORMATS",

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from export.checkpoint import load_checkpoint
 from export.formats import FORMATS, SUFFIXES, write
 from export.metadata import build_metadata, write_model_card
 from export.specs import export_spec
 from export.verify import Verification, verify_artifact
+from zoo.checkpoints import load_checkpoint
 
 __all__ = ["ExportReport", "export_checkpoint"]
 
@@ -72,7 +72,7 @@ def export_checkpoint(
 
     Raises:
         ValueError: For an unknown format, or a checkpoint that cannot be loaded safely (see
-            :func:`export.load_checkpoint`).
+            :func:`zoo.checkpoints.load_checkpoint`).
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:

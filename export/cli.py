@@ -29,7 +29,7 @@ def run_export_command(argv: list[str]) -> None:
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
 
     from export.api import export_checkpoint
-    from zoo.weights import WeightsMismatchError
+    from zoo.checkpoints import WeightsMismatchError
 
     try:
         report = export_checkpoint(

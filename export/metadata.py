@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from export.checkpoint import LoadedCheckpoint
 from export.specs import ExportSpec
+from zoo.checkpoints import LoadedCheckpoint
+from zoo.tasks.signature import json_ready
 
 __all__ = ["METADATA_FILE", "build_metadata", "write_model_card"]
 
@@ -15,65 +16,44 @@ METADATA_FILE = "zoo_metadata.json"  # TorchScript/ExportedProgram extra file; O
 
 
 def build_metadata(loaded: LoadedCheckpoint, spec: ExportSpec) -> dict[str, Any]:
-    """Model, version, inputs, preprocessing, labels, recipe and metrics, as plain JSON-able data."""
+    """Model, version, the inference signature, recipe and metrics, as plain JSON-able data.
+
+    The signature's parts (``task_kind``, ``inputs``, ``outputs``, ``preprocessing``, ``labels``, ``sizes``) sit
+    at the top level, where artifacts of zoo 0.1 kept their inputs, preprocessing and labels; ``task`` is the
+    task's import path.
+    """
     from zoo import __version__
 
-    task = loaded.task
     recorded = loaded.metadata
-    data = dict(recorded.get("data") or {})
-    preprocessing: dict[str, Any] = {}
-    for key in ("mean", "std", "image_size", "in_chans", "max_length"):
-        if key in data:
-            preprocessing[key] = data[key]
-    if "tokenizer" in data:
-        preprocessing["tokenizer"] = data["tokenizer"]
-    elif getattr(task, "tokenizer", None) is not None and hasattr(task.tokenizer, "to_config"):
-        preprocessing["tokenizer"] = {"kind": "zoo", "config": task.tokenizer.to_config()}
-    if loaded.task_class.endswith("DiffusionModel"):
-        preprocessing["output"] = "prediction in the [-1, 1] image space of the noise schedule below"
-        preprocessing["noise_schedule"] = {k: _plain(v) for k, v in dict(task.noise_scheduler.config).items()}
+    signature = spec.signature
     return {
-        "model_name": getattr(task, "backbone_name", type(task.backbone).__name__),
+        "model_name": loaded.task.backbone_name,
         "task": loaded.task_class,
         "zoo_version": __version__,
         "checkpoint": loaded.path.name,
         "weights": loaded.weights,
-        "inputs": [i.to_dict() for i in spec.inputs],
-        "outputs": spec.output_names,
-        "exported_program_limits": {"max": spec.program_limits, "reason": spec.program_limits_reason}
-        if spec.program_limits
+        **signature.to_dict(),
+        "exported_program_limits": {"max": dict(signature.limits), "reason": signature.limits_reason}
+        if signature.limits
         else None,
         "tolerance": {"rtol": spec.rtol, "atol": spec.atol, "reason": spec.tolerance_reason},
-        "preprocessing": preprocessing,
-        "labels": data.get("class_names"),
-        "recipe": recorded.get("recipe"),
-        "metrics": recorded.get("metrics") or {},
-        "best": recorded.get("best"),
-        "hparams": {k: _plain(v) for k, v in loaded.hparams.items()},
+        "recipe": None if recorded.recipe is None else vars(recorded.recipe).copy(),
+        "metrics": dict(recorded.metrics),
+        "best": None if recorded.best is None else vars(recorded.best).copy(),
+        "hparams": json_ready(loaded.hparams),
     }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 def write_model_card(out: Path, metadata: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
     """Write ``model_card.md``: what the model is, what it expects, how well it did, and what was exported."""
     lines = [f"# {metadata['model_name']}", ""]
-    lines += [f"Task `{metadata['task']}`, exported by zoo {metadata['zoo_version']} from `{metadata['checkpoint']}`"
-              f" ({metadata['weights']} weights).", ""]  # fmt: skip
-    lines += ["## Inputs", "", "| name | shape | dtype |", "|---|---|---|"]
-    for spec in metadata["inputs"]:
-        shape = " x ".join(str(d) for d in spec["shape"])
-        limits = ", ".join(f"{k} <= {v}" for k, v in spec["max"].items())
-        lines.append(f"| `{spec['name']}` | {shape}{f' ({limits})' if limits else ''} | {spec['dtype']} |")
-    lines += ["", f"Outputs: {', '.join(f'`{o}`' for o in metadata['outputs'])}.", ""]
+    origin = f"from `{metadata['checkpoint']}` ({metadata['weights']} weights)"
+    lines += [
+        f"Task `{metadata['task']}` ({metadata['task_kind']}), exported by zoo {metadata['zoo_version']} {origin}.",
+        "",
+    ]
+    lines += _tensor_table("Inputs", metadata["inputs"])
+    lines += _tensor_table("Outputs", metadata["outputs"])
     pre = {k: v for k, v in metadata["preprocessing"].items() if k not in ("tokenizer", "noise_schedule")}
     if pre:
         lines += ["## Preprocessing", "", *(f"* {k}: {v}" for k, v in pre.items()), ""]
@@ -95,6 +75,16 @@ def write_model_card(out: Path, metadata: dict[str, Any], rows: list[dict[str, A
     path = out / "model_card.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _tensor_table(title: str, specs: list[dict[str, Any]]) -> list[str]:
+    lines = [f"## {title}", "", "| name | shape | dtype | meaning |", "|---|---|---|---|"]
+    for spec in specs:
+        shape = " x ".join(str(d) for d in spec["shape"])
+        limits = ", ".join(f"{k} <= {v}" for k, v in spec["max"].items())
+        shape += f" ({limits})" if limits else ""
+        lines.append(f"| `{spec['name']}` | {shape} | {spec['dtype']} | {spec['description']} |")
+    return [*lines, ""]
 
 
 def dumps(metadata: dict[str, Any]) -> str:

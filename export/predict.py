@@ -1,7 +1,8 @@
 """Run an exported artifact on raw input (image files, text) with the preprocessing it carries.
 
-Needs neither the checkpoint nor zoo's training code: the artifact's metadata gives the image size and
-normalisation, the label names and the tokenizer.
+Needs neither the checkpoint nor zoo's training code: the artifact's inference signature gives the image size
+and normalisation, the label names and the tokenizer. Artifacts exported by zoo 0.1, before signatures, are
+read too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 
 from export.formats import read_metadata, runner
+from zoo.data.facts import tokenizer_from_spec
+from zoo.tasks.signature import ImageInput, InferenceSignature, TextInput, TokenInput
 
 __all__ = ["ExportedModel", "load"]
 
@@ -44,12 +47,14 @@ class ExportedModel:
         path: The artifact.
         format: ``"onnx"``, ``"torchscript"`` or ``"exported_program"``.
         metadata: What the artifact says about itself (model, inputs, preprocessing, labels, recipe, metrics).
+        signature: The inference signature read from the metadata.
     """
 
     def __init__(self, path: Path, fmt: str, metadata: dict[str, Any]) -> None:
         self.path = path
         self.format = fmt
         self.metadata = metadata
+        self.signature = InferenceSignature.from_dict(metadata)
         self._run = runner(fmt, path)
         self._tokenizer: Any = None
 
@@ -60,7 +65,19 @@ class ExportedModel:
     @property
     def labels(self) -> list[str] | None:
         """Class names, when the model classifies."""
-        return self.metadata.get("labels")
+        return None if self.signature.labels is None else list(self.signature.labels)
+
+    def _preprocessing(self, kind: type | tuple[type, ...], what: str) -> Any:
+        """The signature's preprocessing when it is of ``kind``; else a ``ValueError`` saying what the model takes."""
+        preprocessing = self.signature.preprocessing
+        if not isinstance(preprocessing, kind):
+            raise self._wrong_input(what)
+        return preprocessing
+
+    def _wrong_input(self, what: str) -> ValueError:
+        preprocessing = self.signature.preprocessing
+        takes = "no raw input it can prepare" if preprocessing is None else f"{preprocessing.kind} input"
+        return ValueError(f"{self.path}: {what}, but this {self.signature.task or 'model'} takes {takes}")
 
     # Images ----------------------------------------------------------------------------------------------
 
@@ -68,10 +85,10 @@ class ExportedModel:
         """Image files, PIL images or ``(H, W, C)`` uint8 arrays -> the normalised ``(N, C, S, S)`` batch."""
         from PIL import Image
 
-        pre = self.metadata["preprocessing"]
-        side, channels = int(pre.get("image_size", 32)), int(pre.get("in_chans", 3))
-        mean = torch.tensor(pre.get("mean", [0.0] * channels)).view(1, -1, 1, 1)
-        std = torch.tensor(pre.get("std", [1.0] * channels)).view(1, -1, 1, 1)
+        pre: ImageInput = self._preprocessing(ImageInput, "images were given")
+        side, channels = pre.image_size, pre.in_chans
+        mean = torch.tensor(pre.mean or [0.0] * channels).view(1, -1, 1, 1)
+        std = torch.tensor(pre.std or [1.0] * channels).view(1, -1, 1, 1)
         arrays = []
         for item in images:
             if isinstance(item, str | os.PathLike):
@@ -91,12 +108,17 @@ class ExportedModel:
         """Classify raw inputs: per input, the ``top_k`` ``(label, probability)`` pairs, most likely first.
 
         Inputs are image files, PIL images or uint8 arrays for an image classifier, and strings for a text
-        classifier.
+        classifier (the signature's preprocessing says which).
+
+        Raises:
+            ValueError: For a model whose raw input is neither images nor text (a language model, a denoiser).
         """
-        if self.metadata["task"].endswith("TextClassifier"):
+        if isinstance(self.signature.preprocessing, TextInput):
             logits = self(*self.preprocess_texts([str(text) for text in inputs]))
-        else:
+        elif isinstance(self.signature.preprocessing, ImageInput):
             logits = self(self.preprocess_images(inputs))
+        else:
+            raise self._wrong_input("predict() classifies images or texts")
         probabilities = logits.float().softmax(dim=-1)
         values, indices = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
         names = self.labels or [str(i) for i in range(probabilities.shape[-1])]
@@ -109,17 +131,10 @@ class ExportedModel:
     def tokenizer(self) -> Any:
         """The tokenizer embedded in the metadata (zoo's or a Hugging Face one)."""
         if self._tokenizer is None:
-            spec = self.metadata["preprocessing"].get("tokenizer")
-            if spec is None:
-                raise ValueError(f"{self.path} carries no tokenizer: it does not take text")
-            if spec["kind"] == "zoo":
-                from zoo.data.tokenizers import tokenizer_from_config
-
-                self._tokenizer = tokenizer_from_config(spec["config"])
-            else:
-                from tokenizers import Tokenizer
-
-                self._tokenizer = Tokenizer.from_str(spec["json"])
+            pre = self._preprocessing((TextInput, TokenInput), "text was given")
+            if pre.tokenizer is None:
+                raise ValueError(f"{self.path} carries no tokenizer: its run had no tokenizer to record")
+            self._tokenizer = tokenizer_from_spec(pre.tokenizer)
         return self._tokenizer
 
     def preprocess_texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,8 +142,9 @@ class ExportedModel:
 
         Special tokens are added, sequences are truncated to the model's ``max_length`` and padded to the longest.
         """
+        pre: TextInput = self._preprocessing(TextInput, "texts were given")
         tokenizer = self.tokenizer
-        longest = self.metadata["preprocessing"].get("max_length") or self.metadata["inputs"][0]["max"]["tokens"]
+        longest = pre.max_length or self.signature.inputs[0].max_sizes["tokens"]
         tokenizer.enable_truncation(int(longest))
         pad = next((t for t in ("[PAD]", "<pad>") if tokenizer.token_to_id(t) is not None), None)
         pad_id = tokenizer.token_to_id(pad) if pad is not None else 0
@@ -142,7 +158,7 @@ class ExportedModel:
         self, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8, top_k: int | None = 200, seed: int = 0
     ) -> str:
         """Continue ``prompt`` with a language model, sampling token by token from the artifact's logits."""
-        block = int(self.metadata["inputs"][0]["max"].get("tokens", 0)) or None
+        block = self._preprocessing(TokenInput, "generate() continues a prompt").block_size or None
         ids = torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long)
         generator = torch.Generator().manual_seed(seed)
         for _ in range(max_new_tokens):

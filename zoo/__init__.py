@@ -25,13 +25,15 @@ _LAZY_ATTRIBUTES = {
     "InputSpec": "zoo.registry",
     "ModelEntry": "zoo.registry",
     "UnknownModelError": "zoo.registry",
+    "load_checkpoint": "zoo.checkpoints",
     "load_weights": "zoo.weights",
     "save_weights": "zoo.weights",
-    "WeightsMismatchError": "zoo.weights",
+    "WeightsMismatchError": "zoo.checkpoints",
 }
-_LAZY_SUBMODULES = ("callbacks", "data", "models", "optim", "registry", "tasks", "weights")
+_LAZY_SUBMODULES = ("callbacks", "checkpoints", "data", "models", "optim", "registry", "tasks", "weights")
 
 if TYPE_CHECKING:
+    from zoo.checkpoints import WeightsMismatchError, load_checkpoint
     from zoo.registry import (
         InputSpec,
         ModelEntry,
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
         model_info,
         register_model,
     )
-    from zoo.weights import WeightsMismatchError, load_weights, save_weights
+    from zoo.weights import load_weights, save_weights
 
 __all__ = [
     "InputSpec",
@@ -51,6 +53,7 @@ __all__ = [
     "__version__",
     "create_model",
     "list_models",
+    "load_checkpoint",
     "load_weights",
     "model_info",
     "register_model",

@@ -25,15 +25,13 @@ def run_generate_command(argv: list[str]) -> None:
 
     import torch
 
-    from zoo.callbacks.checkpoint import check_checkpoint_file
-    from zoo.tasks import LanguageModel
+    from zoo.checkpoints import load_checkpoint
 
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
-        check_checkpoint_file(args.ckpt_path)
+        model = load_checkpoint(args.ckpt_path, task_class="zoo.tasks.LanguageModel", device=device).task
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model = LanguageModel.load_from_checkpoint(args.ckpt_path, map_location=device, weights_only=True)
     if model.tokenizer is None:
         parser.error(f"checkpoint {args.ckpt_path} holds no tokenizer (was it trained on a text data module?)")
     try:

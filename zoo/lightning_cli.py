@@ -3,9 +3,10 @@
 A recipe names a task (``model``), a data module (``data``) and trainer settings, as LightningCLI
 ``class_path``/``init_args``. On top of plain LightningCLI this adds:
 
-* links from the data module into the task: ``num_classes``, ``in_chans``, ``in_channels``, ``vocab_size``,
-  ``block_size``, ``image_size``, ``mean`` and ``std`` come from the data where the task takes them, so recipes
-  do not repeat them;
+* links from the data module into the task: the data's facts (:class:`zoo.data.DataFacts`: ``num_classes``,
+  ``in_chans``, ``in_channels``, ``vocab_size``, ``block_size``, ``image_size``, ``mean``, ``std``, ...) are
+  passed to the task's ``__init__`` arguments of the same name, and only to those it has, so recipes do not
+  repeat them (a value a recipe does give must agree with the data);
 * TensorBoard logging under ``runs/<recipe>/version_N``, a rich progress bar, a learning-rate monitor and the
   non-finite loss guard by default; the resolved
   config (with the seed actually used) is saved there and never overwritten;
@@ -34,10 +35,13 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Pr
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
+from typing_extensions import override
 
-from zoo.callbacks.checkpoint import ResumableCheckpoint, check_checkpoint_file
+from zoo.callbacks.checkpoint import ResumableCheckpoint
 from zoo.callbacks.guards import StopOnNonFiniteLoss
 from zoo.callbacks.metadata import CheckpointMetadata
+from zoo.checkpoints import check_file
+from zoo.data.facts import DataFacts
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
@@ -48,12 +52,10 @@ _TRAINER_DEFAULTS = {
         "init_args": {"save_dir": RUNS_DIR, "name": None},
     },
 }
-# Data module attributes linked into the task's init arguments of the same name, where both exist: a task
-# without such an argument ignores the link, and a data module without the attribute passes None (the
-# task's "use the default").
-DATA_TO_MODEL_LINKS = (
-    "num_classes", "in_chans", "in_channels", "vocab_size", "block_size", "image_size", "mean", "std"
-)  # fmt: skip
+
+
+class DataFactMismatchError(ValueError):
+    """A recipe gave a task argument that the data module's facts contradict."""
 
 
 class ZooLightningCLI(LightningCLI):
@@ -74,7 +76,8 @@ class ZooLightningCLI(LightningCLI):
             run=run,
         )
 
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:  # noqa: D102
+    @override
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -92,13 +95,6 @@ class ZooLightningCLI(LightningCLI):
                 "data has no test split (fit only)."
             ),
         )
-        for name in DATA_TO_MODEL_LINKS:
-            parser.link_arguments(
-                "data",
-                f"model.init_args.{name}",
-                compute_fn=partial(_data_attribute, name=name),
-                apply_on="instantiate",
-            )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then name the run and resolve ``--ckpt_path`` before LightningCLI reads the checkpoint."""
@@ -120,7 +116,7 @@ class ZooLightningCLI(LightningCLI):
         if ckpt_path in (None, "best", "hpc", "registry") or str(ckpt_path).startswith("registry:"):
             return
         if ckpt_path != "last":
-            check_checkpoint_file(ckpt_path)
+            check_file(ckpt_path)
             return
         run_root = Path(logger_args["save_dir"]) / logger_args["name"] if logger_args is not None else None
         found = (
@@ -134,7 +130,7 @@ class ZooLightningCLI(LightningCLI):
             )
             config.ckpt_path = None
             return
-        config.ckpt_path = str(check_checkpoint_file(found[-1]))
+        config.ckpt_path = str(check_file(found[-1]))
         if subcommand == "fit":  # continue in the same run folder, next to the original config
             run_dir = found[-1].parent.parent
             logger_args["version"] = run_dir.name
@@ -142,27 +138,49 @@ class ZooLightningCLI(LightningCLI):
             self.save_config_kwargs["config_filename"] = f"config.resume-{resumes}.yaml"
         _print_on_rank_zero(f"--ckpt_path last: resuming from {config.ckpt_path}")
 
+    @override
     def before_instantiate_classes(self) -> None:
-        """Fill the settings that depend on the task: the monitored metric."""
+        """Fill what depends on the chosen task: the monitored metric, and the data facts it accepts."""
         config = self._subconfig()
+        task = _import_class(config.model.class_path)
         if config.checkpoint.monitor is None:
-            task = _import_class(config.model.class_path)
             monitor = getattr(task, "default_monitor", None)
             if monitor is not None:
                 config.checkpoint.monitor, config.checkpoint.mode = monitor
+        self._link_data_facts(task, config)
 
-    def instantiate_classes(self) -> None:
-        """Instantiate as LightningCLI does, then forget links the chosen task does not take.
+    def _link_data_facts(self, task: type, config: Any) -> None:
+        """Link the data module's facts into the task arguments of the same name that the task has.
 
-        jsonargparse skips a link whose target the task lacks, but still records its value in the task's
-        hyperparameters, from which ``--ckpt_path`` would later pass it back to ``__init__``.
+        The links are added once the task is known, so a task is never given (nor records in its
+        hyperparameters) a fact it does not take.
         """
-        super().instantiate_classes()
-        accepted = inspect.signature(type(self.model).__init__).parameters
-        for name in DATA_TO_MODEL_LINKS:
-            if name not in accepted:
-                self.model.hparams.pop(name, None)
-                getattr(self.model, "_hparams_initial", {}).pop(name, None)
+        parser = self.parser if self.subcommand is None else self._parser(self.subcommand)
+        parameters = inspect.signature(task.__init__).parameters
+        given = config.model.get("init_args") or {}
+        for name in DataFacts.linkable():
+            if name in parameters:
+                # A value other than the task's default was set in the recipe: it must agree with the data.
+                value = given.get(name)
+                chosen = None if value == parameters[name].default else value
+                parser.link_arguments(
+                    "data",
+                    f"model.init_args.{name}",
+                    compute_fn=partial(_data_fact, name=name, given=chosen),
+                    apply_on="instantiate",
+                )
+
+    @override
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does; a recipe value that contradicts the data is a usage error."""
+        try:
+            super().instantiate_classes()
+        except ValueError as err:  # jsonargparse wraps what a link's compute_fn raises
+            mismatch = err if isinstance(err, DataFactMismatchError) else err.__cause__
+            if not isinstance(mismatch, DataFactMismatchError):
+                raise
+            parser = self.parser if self.subcommand is None else self._parser(self.subcommand)
+            parser.error(str(mismatch))
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Add the default callbacks a recipe did not configure itself.
@@ -245,8 +263,19 @@ def _print_on_rank_zero(text: str) -> None:
     print(text, flush=True)
 
 
-def _data_attribute(data: Any, name: str) -> Any:
-    return getattr(data, name, None)
+def _data_fact(data: Any, name: str, given: Any) -> Any:
+    """The data module's fact ``name`` (``None``: the task's default), checked against a value the recipe gave."""
+    value = DataFacts.of(data).links({name}).get(name)
+    if given is not None and value is not None and _plain(given) != value:
+        raise DataFactMismatchError(
+            f"model.init_args.{name}={given} disagrees with the data module's {name}={value}; leave it out of the "
+            "recipe (it is linked from the data) or change the data"
+        )
+    return value if value is not None else given
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _logger_init_args(config: Any) -> Any:

@@ -41,12 +41,6 @@ def run_sample_command(argv: list[str]) -> None:
 
     import torch
 
-    from zoo.callbacks.checkpoint import check_checkpoint_file
-
-    try:
-        check_checkpoint_file(args.ckpt_path)
-    except (FileNotFoundError, ValueError) as err:
-        parser.error(str(err))
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
         model = load_diffusion_checkpoint(args.ckpt_path, device, raw_weights=args.raw_weights)
@@ -60,7 +54,7 @@ def run_sample_command(argv: list[str]) -> None:
             eta=args.eta,
             batch_size=args.batch_size,
         )
-    except ValueError as err:
+    except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     grid, folder = write_images(images, Path(args.out))
     print(f"wrote {args.num_images} images to {folder} and the grid to {grid}")
@@ -69,17 +63,18 @@ def run_sample_command(argv: list[str]) -> None:
 def load_diffusion_checkpoint(path: str | Path, device: str = "cpu", raw_weights: bool = False) -> DiffusionModel:
     """A :class:`zoo.tasks.DiffusionModel` from a checkpoint, in eval mode, with EMA or trained weights.
 
-    Read once with ``weights_only=True`` by :func:`export.load_checkpoint`, which also lists mismatched keys.
+    Read once with ``weights_only=True`` by :func:`zoo.checkpoints.load_checkpoint`, which also lists
+    mismatched keys.
 
     Raises:
-        ValueError: If the checkpoint is not a diffusion model's, or ``raw_weights`` is asked of a checkpoint
+        FileNotFoundError: If the checkpoint does not exist.
+        ValueError: If it is truncated, not a diffusion model's, or ``raw_weights`` is asked of a checkpoint
             trained without EMA (its weights are the trained ones already; saying so avoids a silent no-op).
     """
-    from export.checkpoint import load_checkpoint
+    from zoo.checkpoints import load_checkpoint
 
     weights = "trained" if raw_weights else "ema"
-    loaded = load_checkpoint(path, task_class="zoo.tasks.DiffusionModel", weights=weights)
-    return loaded.task.to(device).eval()
+    return load_checkpoint(path, task_class="zoo.tasks.DiffusionModel", weights=weights, device=device).task
 
 
 def write_images(images: torch.Tensor, out: Path) -> tuple[Path, Path]:

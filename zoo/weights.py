@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from zoo.checkpoints import WeightsMismatchError, check_weights_fit, load_safely, read_checkpoint
+
 __all__ = ["WeightsMismatchError", "load_safely", "load_weights", "read_state_dict", "save_weights"]
 
 _CHECKPOINT_PREFIX = "backbone."
-
-
-class WeightsMismatchError(ValueError):
-    """Raised when a weights file does not fit a model; the message lists missing, unexpected and resized keys."""
-
-
-def load_safely(path: str | os.PathLike[str]) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU, refusing with the reason what needs more.
-
-    Raises:
-        ValueError: If the file holds objects that only arbitrary unpickling can rebuild: zoo never loads
-            those, so that opening a checkpoint cannot run code.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise ValueError(
-                f"checkpoint {path} holds objects that only arbitrary unpickling can rebuild, and zoo loads "
-                "checkpoints with weights_only=True so that opening a file cannot run code. Re-save it from the "
-                f"code that wrote it with plain tensors and numbers. ({str(err).splitlines()[0]})"
-            ) from err
-        raise
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -55,11 +33,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    from zoo.callbacks.checkpoint import check_checkpoint_file
-
-    check_checkpoint_file(path)
-    loaded = load_safely(path)
-    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else loaded
+    loaded = read_checkpoint(path)
+    state = loaded.get("state_dict", loaded)
     if any(key.startswith(_CHECKPOINT_PREFIX) for key in state):
         state = {k[len(_CHECKPOINT_PREFIX) :]: v for k, v in state.items() if k.startswith(_CHECKPOINT_PREFIX)}
     return state
@@ -85,17 +60,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], new_head: bool 
         if set(resized) <= head:
             state = {k: v for k, v in state.items() if k not in head}
             resized = []
-    missing = sorted(k for k in set(own) - set(state) if not _alias_present(k, own, state))
+    tolerated = {k for k in set(own) - set(state) if _alias_present(k, own, state)}
     if new_head and hasattr(model, "get_classifier"):
-        missing = [k for k in missing if k not in {n for n, _ in _named_state(model, model.get_classifier())}]
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected or resized:
-        details = [f"{label}: {names}" for label, names in (("missing", missing), ("unexpected", unexpected)) if names]
-        details += [
-            f"shape differs: {k} {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
-            for k in resized
-        ]
-        raise WeightsMismatchError(f"weights in {path} do not fit {type(model).__name__}; " + "; ".join(details))
+        tolerated |= {name for name, _ in _named_state(model, model.get_classifier())}
+    check_weights_fit(own, state, path, type(model).__name__, ignore_missing=tolerated)
     model.load_state_dict(state, strict=False)
     return model
 

@@ -10,9 +10,9 @@ import torch
 
 import zoo
 from export import export_checkpoint, load_checkpoint, read_metadata
-from export.checkpoint import LoadedCheckpoint
 from export.specs import export_spec
 from export.verify import verify_artifact
+from zoo.checkpoints import LoadedCheckpoint, WeightsMismatchError
 from zoo.tasks import (
     DiffusionModel,
     GraphClassifier,
@@ -21,7 +21,6 @@ from zoo.tasks import (
     NodeClassifier,
     TextClassifier,
 )
-from zoo.weights import WeightsMismatchError
 
 # Tasks export handles, and how to build each for a registered model (small inputs, random weights).
 BUILDERS = {

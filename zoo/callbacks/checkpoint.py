@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +16,13 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
+
+from zoo.checkpoints import check_file
 
 __all__ = ["AtomicCheckpointIO", "ResumableCheckpoint", "check_checkpoint_file"]
 
-
-def check_checkpoint_file(path: str | os.PathLike[str]) -> Path:
-    """Fail early, naming the file, when ``path`` is missing or is not a complete torch checkpoint.
-
-    A torch checkpoint is a zip archive whose central directory is written last, so a truncated file is
-    recognised without unpickling anything.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: If it is truncated or not a checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if not zipfile.is_zipfile(path):
-        size = path.stat().st_size
-        raise ValueError(
-            f"checkpoint {path} is truncated or not a torch checkpoint ({size} bytes, no zip directory at its "
-            "end); resume from another checkpoint, e.g. the best one beside it"
-        )
-    return path
+check_checkpoint_file = check_file  # the name zoo 0.1 exported; the check lives in zoo.checkpoints
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -53,7 +35,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     object stores publish whole objects. Loading names the file when it is missing or truncated.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:  # noqa: D102
+    @override
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None or not _is_local_file_protocol(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
         target = Path(path)
@@ -70,9 +53,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
         _fsync_directory(target.parent)
 
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:  # noqa: D102
+    @override
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         if _is_local_file_protocol(path):
-            check_checkpoint_file(path)
+            check_file(path)
         kwargs = {} if map_location is None else {"map_location": map_location}
         return super().load_checkpoint(path, weights_only=weights_only, **kwargs)
 
@@ -114,29 +98,30 @@ class ResumableCheckpoint(ModelCheckpoint):
         """
         return self._generate_state_key(monitor=self.monitor, mode=self.mode)
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:  # noqa: D102
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
-    def on_save_checkpoint(  # noqa: D102
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    @override
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = _rng_states()
 
-    def on_load_checkpoint(  # noqa: D102
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    @override
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self._rng_to_restore = checkpoint.get("rng_states")
 
-    def on_train_batch_start(  # noqa: D102
+    @override
+    def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self._rng_to_restore is not None:
             _set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
 
-    def on_train_batch_end(  # noqa: D102
+    @override
+    def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -148,7 +133,8 @@ class ResumableCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = previous
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:  # noqa: D102
+    @override
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and trainer.training:
             candidates = self._monitor_candidates(trainer)
             self._save_last_checkpoint(trainer, candidates)

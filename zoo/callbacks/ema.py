@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
+from typing_extensions import override
 
 __all__ = ["EMA"]
 
@@ -105,7 +106,8 @@ class EMA(L.Callback):
 
     # Lightning hooks -----------------------------------------------------------------------------------
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:  # noqa: D102
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if isinstance(trainer.strategy, _SHARDED_STRATEGIES):
             strategy = type(trainer.strategy).__name__
             raise RuntimeError(
@@ -114,7 +116,8 @@ class EMA(L.Callback):
                 "slices. Train with DDP, or remove the EMA callback."
             )
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._average is None:
             self._average = {name: t.detach().clone() for name, t in _target(pl_module).state_dict().items()}
         self._place(pl_module)
@@ -127,7 +130,8 @@ class EMA(L.Callback):
             if tensor.device != state[name].device:
                 self._average[name] = tensor.to(state[name].device)
 
-    def on_train_batch_end(  # noqa: D102
+    @override
+    def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step - 1  # index of the optimizer step just taken
@@ -152,22 +156,28 @@ class EMA(L.Callback):
             torch._foreach_lerp_(averaged, current, weight)
         self.num_updates += 1
 
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._swap_in(pl_module)
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._swap_out(pl_module)
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._swap_in(pl_module)
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._swap_out(pl_module)
 
-    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._swap_in(pl_module)
 
-    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._swap_out(pl_module)
 
     def _swap_in(self, pl_module: L.LightningModule) -> None:
@@ -189,16 +199,17 @@ class EMA(L.Callback):
             stored.copy_(held)
         self._swapped = not self._swapped
 
-    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+    @override
+    def state_dict(self) -> dict[str, Any]:
         return {"num_updates": self.num_updates, "last_update_step": self._last_update_step}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.num_updates = state_dict["num_updates"]
         self._last_update_step = state_dict["last_update_step"]
 
-    def on_save_checkpoint(  # noqa: D102
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    @override
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if self._average is None:
             return
         prefix = _prefix(pl_module)
@@ -209,9 +220,8 @@ class EMA(L.Callback):
         checkpoint["current_model_state"] = module_state
         checkpoint["state_dict"] = {**module_state, **averaged}
 
-    def on_load_checkpoint(  # noqa: D102
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    @override
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         trained = checkpoint.get("current_model_state")
         if trained is None:
             rank_zero_warn("The checkpoint has no EMA state; the average restarts from the loaded weights.")

@@ -6,6 +6,7 @@ import lightning as L
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
 from torch.optim import Optimizer
+from typing_extensions import override
 
 from zoo.optim import param_groups_weight_decay
 
@@ -46,11 +47,13 @@ class FreezeBackbone(BaseFinetuning):
         self.backbone_lr_ratio = backbone_lr_ratio
         self.train_bn = train_bn
 
-    def freeze_before_training(self, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         if self.unfreeze_at_epoch > 0:
             self.freeze(_body(pl_module), train_bn=self.train_bn)
 
-    def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:  # noqa: D102
+    @override
+    def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:
         if epoch != self.unfreeze_at_epoch or self.unfreeze_at_epoch == 0:
             return
         body = _body(pl_module)

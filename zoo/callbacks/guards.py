@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch.optim import Optimizer
+from typing_extensions import override
 
 __all__ = ["NonFiniteLossError", "StopOnNonFiniteLoss"]
 
@@ -31,7 +32,8 @@ class StopOnNonFiniteLoss(L.Callback):
         self._finite: torch.Tensor | None = None
         self._first_bad_loss: torch.Tensor | None = None
 
-    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:  # noqa: D102
+    @override
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         finite = torch.isfinite(loss.detach()).all()
         self._finite = finite if self._finite is None else self._finite & finite
         if self._first_bad_loss is None:
@@ -41,9 +43,8 @@ class StopOnNonFiniteLoss(L.Callback):
                 torch.isfinite(self._first_bad_loss), loss.detach(), self._first_bad_loss
             )
 
-    def on_before_optimizer_step(  # noqa: D102
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
-    ) -> None:
+    @override
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         finite, bad = self._finite, self._first_bad_loss
         self._finite = self._first_bad_loss = None
         if finite is None or bool(finite):

@@ -2,7 +2,8 @@
 
 Export reads this to write artifacts that carry their own preprocessing, label names and provenance; without
 it a checkpoint says only which network it holds. Everything stored is plain data (strings, numbers, lists,
-dictionaries), so the checkpoint still loads with ``torch.load(weights_only=True)``.
+dictionaries), so the checkpoint still loads with ``torch.load(weights_only=True)``. The layout is
+:class:`zoo.checkpoints.ZooMetadata`; a zoo task also stores its data facts itself.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from typing_extensions import override
 
-__all__ = ["METADATA_KEY", "CheckpointMetadata", "data_facts"]
+from zoo.checkpoints import METADATA_KEY, BestScore, RecipeRecord, ZooMetadata
+from zoo.data.facts import DataFacts
 
-METADATA_KEY = "zoo_metadata"
-# Attributes a data module may expose that describe the model's input and output.
-_DATA_FACTS = ("class_names", "num_classes", "in_chans", "in_channels", "image_size", "mean", "std", "vocab_size",
-               "block_size", "max_length")  # fmt: skip
+__all__ = ["CheckpointMetadata"]
 
 
 class CheckpointMetadata(L.Callback):
@@ -31,56 +31,31 @@ class CheckpointMetadata(L.Callback):
         recipe_text: The resolved configuration, as text; its SHA-256 is stored beside it.
 
     Stored:
-        ``{"zoo_version", "data": {class_names, mean, std, image_size, ..., tokenizer}, "recipe": {path, text,
-        sha256} | None, "metrics": {name: value}, "best": {monitor, score} | None}``.
+        :meth:`zoo.checkpoints.ZooMetadata.to_dict`: ``{"zoo_version", "data": {class_names, mean, std,
+        image_size, ..., tokenizer}, "recipe": {path, text, sha256} | None, "metrics": {name: value},
+        "best": {monitor, score} | None}``.
     """
 
     def __init__(self, recipe: str | None = None, recipe_text: str | None = None) -> None:
         self.recipe = recipe
         self.recipe_text = recipe_text
 
-    def on_save_checkpoint(  # noqa: D102
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    @override
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         from zoo import __version__
 
         recipe = None
         if self.recipe_text is not None:
             digest = hashlib.sha256(self.recipe_text.encode()).hexdigest()
-            recipe = {"path": self.recipe, "text": self.recipe_text, "sha256": digest}
+            recipe = RecipeRecord(self.recipe, self.recipe_text, digest)
         metrics = {
             name: float(value)
             for name, value in trainer.callback_metrics.items()
             if isinstance(value, torch.Tensor) and value.numel() == 1
         }
-        best = None
         saver = trainer.checkpoint_callback
         score = getattr(saver, "best_model_score", None)
-        if score is not None:
-            best = {"monitor": getattr(saver, "monitor", None), "score": float(score)}
-        checkpoint[METADATA_KEY] = {
-            "zoo_version": __version__,
-            "data": data_facts(trainer.datamodule),
-            "recipe": recipe,
-            "metrics": metrics,
-            "best": best,
-        }
-
-
-def data_facts(data: Any) -> dict[str, Any]:
-    """The plain-data facts a data module knows about the model's input and output (tokenizer included)."""
-    if data is None:
-        return {}
-    facts: dict[str, Any] = {}
-    for name in _DATA_FACTS:
-        value = getattr(data, name, None)
-        if isinstance(value, int | float | str):
-            facts[name] = value
-        elif isinstance(value, list | tuple) and all(isinstance(v, int | float | str) for v in value):
-            facts[name] = list(value)
-    tokenizer = getattr(data, "tokenizer", None)
-    if hasattr(tokenizer, "to_config"):
-        facts["tokenizer"] = {"kind": "zoo", "config": tokenizer.to_config()}
-    elif hasattr(tokenizer, "backend_tokenizer"):  # a transformers fast tokenizer
-        facts["tokenizer"] = {"kind": "huggingface", "json": tokenizer.backend_tokenizer.to_str()}
-    return facts
+        best = None if score is None else BestScore(getattr(saver, "monitor", None), float(score))
+        stored = ZooMetadata(__version__, DataFacts.of(trainer.datamodule), recipe, metrics, best).to_dict()
+        # A task stores its own facts too; whichever hook runs last writes the same data.
+        checkpoint.setdefault(METADATA_KEY, {}).update(stored)

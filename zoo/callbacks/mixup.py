@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from typing_extensions import override
 
 from zoo.rng import private_rng
 
@@ -84,7 +85,8 @@ class MixupCutmix(L.Callback):
         self._mixup: Any = None
         self._trainer: L.Trainer | None = None
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:  # noqa: D102
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         if not getattr(pl_module, "supports_soft_targets", False):
@@ -114,7 +116,8 @@ class MixupCutmix(L.Callback):
         if self.mix not in transforms:
             transforms.append(self.mix)
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:  # noqa: D102
+    @override
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         transforms = getattr(pl_module, "train_batch_transforms", [])
         if self.mix in transforms:
             transforms.remove(self.mix)

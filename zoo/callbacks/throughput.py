@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ThroughputMonitor as LightningThroughputMonitor
+from typing_extensions import override
 
 __all__ = ["ThroughputMonitor"]
 
@@ -14,12 +15,13 @@ class ThroughputMonitor(LightningThroughputMonitor):
     """Lightning's ``ThroughputMonitor`` with zoo's defaults: samples/s always, FLOP/s and MFU when known.
 
     Logs ``train/device/samples_per_sec`` and ``batches_per_sec`` (and ``validate/...``), plus the totals over
-    all devices (``train/samples_per_sec``) when there are several. When the task can count its FLOPs
-    (``training_flops(batch)``, as ``ImageClassifier`` does by tracing one step of a meta-device copy of its
-    backbone with ``torch.utils.flop_counter``), it also logs ``device/flops_per_sec`` and, on GPUs whose peak
-    Lightning knows (A100, H100, ...), ``device/mfu``: achieved over peak FLOP/s at the training precision.
-    Lightning's own callback needs a ``batch_size_fn`` and a ``flops_per_batch`` attribute the user computes;
-    this one reads the batch size from the first tensor of the batch and asks the task.
+    all devices (``train/samples_per_sec``) when there are several. When the task counts its FLOPs
+    (``training_flops(batch)`` of the task contract; image classifiers, language models and diffusion models
+    trace one step of a meta-device copy of their backbone with ``torch.utils.flop_counter``), it also logs
+    ``device/flops_per_sec`` and, on GPUs whose peak Lightning knows (A100, H100, ...), ``device/mfu``: achieved
+    over peak FLOP/s at the training precision. Lightning's own callback needs a ``batch_size_fn`` and a
+    ``flops_per_batch`` attribute the user computes; this one asks the task (``count_samples(batch)``; the
+    leading size of the batch's first tensor for other modules).
 
     Args:
         window_size: Number of batches the rates are averaged over.
@@ -30,15 +32,25 @@ class ThroughputMonitor(LightningThroughputMonitor):
         super().__init__(batch_size_fn=_leading_size, window_size=window_size)
         self.measure_flops = measure_flops
 
-    def on_train_batch_start(  # noqa: D102
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        count = getattr(pl_module, "count_samples", None)
+        if count is not None:
+            self.batch_size_fn = lambda batch: int(count(batch))
+        super().setup(trainer, pl_module, stage)
+
+    @override
+    def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self.measure_flops and not hasattr(pl_module, "flops_per_batch") and hasattr(pl_module, "training_flops"):
-            pl_module.flops_per_batch = pl_module.training_flops(batch)
+            flops = pl_module.training_flops(batch)
+            if flops is not None:
+                pl_module.flops_per_batch = flops
 
 
 def _leading_size(batch: Any) -> int:
     if isinstance(batch, dict):
         batch = next(iter(batch.values()))
-    first = batch[0] if isinstance(batch, (list, tuple)) else batch
+    first = batch[0] if isinstance(batch, list | tuple) else batch
     return int(first.shape[0])

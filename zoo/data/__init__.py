@@ -5,6 +5,7 @@ derived files only under ``$ZOO_CACHE`` (default ``~/.cache/zoo``); see :mod:`zo
 """
 
 from zoo.data.base import ZooDataModule
+from zoo.data.facts import DataFacts
 from zoo.data.graph import GraphClassificationDataModule, MotifGraphsDataModule, PlanetoidDataModule, TUDataModule
 from zoo.data.paths import cache_dir, data_root
 from zoo.data.shapes import ShapesDataModule
@@ -15,6 +16,7 @@ from zoo.data.vision import CIFAR10DataModule, ImageFolderDataModule, VisionData
 
 __all__ = [
     "CIFAR10DataModule",
+    "DataFacts",
     "GraphClassificationDataModule",
     "ImageFolderDataModule",
     "MotifGraphsDataModule",

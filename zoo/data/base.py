@@ -10,7 +10,9 @@ from typing import Any
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
+from zoo.data.facts import DataFacts
 from zoo.data.sampling import ResumableDataLoader, ResumableSampler
 
 __all__ = ["ZooDataModule"]
@@ -73,6 +75,16 @@ class ZooDataModule(L.LightningDataModule):
         return self._seed if self._seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     @property
+    def data_facts(self) -> DataFacts:
+        """What the data tells the model and export: the attributes named like :class:`DataFacts` fields.
+
+        A subclass declares a fact by having the attribute (``num_classes``, ``class_names``, ``mean``, ...,
+        ``tokenizer``); one that costs I/O to know is a lazy property, read when the CLI links it into the task
+        (not when the module is created).
+        """
+        return DataFacts.from_attributes(self)
+
+    @property
     def has_test_data(self) -> bool:
         """Whether the data has a test split (``zoo fit`` tests after training only then)."""
         return self.test_set is not None
@@ -120,14 +132,18 @@ class ZooDataModule(L.LightningDataModule):
         loop = self.trainer.fit_loop
         return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
 
-    def train_dataloader(self) -> DataLoader:  # noqa: D102
+    @override
+    def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, "train", train=True)
 
-    def val_dataloader(self) -> DataLoader:  # noqa: D102
+    @override
+    def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, "validation", train=False)
 
-    def test_dataloader(self) -> DataLoader:  # noqa: D102
+    @override
+    def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, "test", train=False)
 
-    def predict_dataloader(self) -> DataLoader:  # noqa: D102
+    @override
+    def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, "predict", train=False)

@@ -15,6 +15,7 @@ import torch
 from torch_geometric.loader import NeighborLoader, NodeLoader
 from torch_geometric.sampler import BaseSampler, NodeSamplerInput, SamplerOutput
 from torch_geometric.typing import WITH_PYG_LIB, WITH_TORCH_SPARSE
+from typing_extensions import override
 
 __all__ = ["TorchNeighborSampler", "neighbor_loader"]
 
@@ -62,7 +63,8 @@ class TorchNeighborSampler(BaseSampler):
         keep = regrouped[torch.arange(len(owner)) - group_starts < k]
         return positions[keep], owner[keep]
 
-    def sample_from_nodes(self, index: NodeSamplerInput, **kwargs: Any) -> SamplerOutput:  # noqa: D102
+    @override
+    def sample_from_nodes(self, index: NodeSamplerInput, **kwargs: Any) -> SamplerOutput:
         seeds = index.node
         local = torch.full((self.num_nodes,), -1, dtype=torch.long)
         local[seeds] = torch.arange(len(seeds))

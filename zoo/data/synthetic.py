@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from torchvision.transforms import v2
+from typing_extensions import override
 
 from zoo.data.base import ZooDataModule
 from zoo.data.on_device import DeviceImagePool
@@ -180,15 +181,19 @@ class SyntheticGraphDataModule(ZooDataModule):
 
         return DataLoader([self.graph], batch_size=1, sampler=_rank_sampler(self.trainer, 1, False, self.seed))
 
-    def train_dataloader(self) -> Any:  # noqa: D102
+    @override
+    def train_dataloader(self) -> Any:
         return self._whole_graph()
 
-    def val_dataloader(self) -> Any:  # noqa: D102
+    @override
+    def val_dataloader(self) -> Any:
         return self._whole_graph()
 
-    def test_dataloader(self) -> Any:  # noqa: D102
+    @override
+    def test_dataloader(self) -> Any:
         return self._whole_graph()
 
     @property
-    def has_test_data(self) -> bool:  # noqa: D102
+    @override
+    def has_test_data(self) -> bool:
         return True

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from typing_extensions import override
+
 __all__ = ["BPETokenizer", "ByteTokenizer", "CharTokenizer", "Tokenizer", "tokenizer_from_config"]
 
 
@@ -18,14 +20,20 @@ class Tokenizer(Protocol):
 
     vocab_size: int
 
-    def encode(self, text: str) -> list[int]: ...  # noqa: D102
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; raises ``ValueError`` naming what it cannot encode."""
+        ...
 
-    def decode(self, ids: Iterable[int]) -> str: ...  # noqa: D102
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of token ids."""
+        ...
 
-    def to_config(self) -> dict[str, Any]: ...  # noqa: D102
+    def to_config(self) -> dict[str, Any]:
+        """A plain dictionary that :func:`tokenizer_from_config` turns back into the same tokenizer."""
+        ...
 
 
-class CharTokenizer:
+class CharTokenizer(Tokenizer):
     """One token per distinct character of the corpus, in sorted order (nanoGPT's character level).
 
     Args:
@@ -47,7 +55,8 @@ class CharTokenizer:
         """The vocabulary of every character in ``text``."""
         return cls("".join(sorted(set(text))))
 
-    def encode(self, text: str) -> list[int]:  # noqa: D102
+    @override
+    def encode(self, text: str) -> list[int]:
         try:
             return [self._ids[ch] for ch in text]
         except KeyError:
@@ -58,29 +67,34 @@ class CharTokenizer:
                 f"first at position {first}. Use tokenizer 'byte' or 'bpe' for open-ended text."
             ) from None
 
-    def decode(self, ids: Iterable[int]) -> str:  # noqa: D102
+    @override
+    def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.vocab[i] for i in ids)
 
-    def to_config(self) -> dict[str, Any]:  # noqa: D102
+    @override
+    def to_config(self) -> dict[str, Any]:
         return {"type": "char", "vocab": self.vocab}
 
 
-class ByteTokenizer:
+class ByteTokenizer(Tokenizer):
     """The 256 byte values of the UTF-8 encoding: any text, no vocabulary to build."""
 
     vocab_size = 256
 
-    def encode(self, text: str) -> list[int]:  # noqa: D102
+    @override
+    def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
 
-    def decode(self, ids: Iterable[int]) -> str:  # noqa: D102
+    @override
+    def decode(self, ids: Iterable[int]) -> str:
         return bytes(ids).decode("utf-8", errors="replace")
 
-    def to_config(self) -> dict[str, Any]:  # noqa: D102
+    @override
+    def to_config(self) -> dict[str, Any]:
         return {"type": "byte"}
 
 
-class BPETokenizer:
+class BPETokenizer(Tokenizer):
     """Byte-level BPE (GPT-2's scheme) trained on local text with Hugging Face ``tokenizers``.
 
     Args:
@@ -106,13 +120,16 @@ class BPETokenizer:
         tokenizer.train_from_iterator(texts, trainer=trainer)
         return cls(tokenizer)
 
-    def encode(self, text: str) -> list[int]:  # noqa: D102
+    @override
+    def encode(self, text: str) -> list[int]:
         return self._tokenizer.encode(text).ids
 
-    def decode(self, ids: Iterable[int]) -> str:  # noqa: D102
+    @override
+    def decode(self, ids: Iterable[int]) -> str:
         return self._tokenizer.decode(list(ids))
 
-    def to_config(self) -> dict[str, Any]:  # noqa: D102
+    @override
+    def to_config(self) -> dict[str, Any]:
         return {"type": "bpe", "json": self._tokenizer.to_str()}
 
 

@@ -15,18 +15,20 @@ from typing import Any
 
 import lightning as L
 import torch
+from typing_extensions import override
 
 from zoo.leaderboard.rows import environment, git_state, hardware, validate_row
 from zoo.leaderboard.suites import Suite, SuiteRecipe
+from zoo.tasks.base import ZooTask
 
-__all__ = ["FitTimer", "PeakResidentMemory", "run_entry", "samples_in", "training_flops_per_sample"]
+__all__ = ["FitTimer", "PeakResidentMemory", "run_entry", "training_flops_per_sample"]
 
 
 class FitTimer(L.Callback):
     """Wall time of ``fit`` (validation included) and the training samples it saw.
 
-    A sample is an image or a token window (the batch's leading size), a graph of a batch of graphs, or a
-    labelled training node of a full graph.
+    What a sample is, the task says (``count_samples``): an image or a token window, a graph of a batch of
+    graphs, a labelled training node of a full graph.
     """
 
     def __init__(self) -> None:
@@ -34,15 +36,18 @@ class FitTimer(L.Callback):
         self.seconds = 0.0
         self.samples: int | torch.Tensor = 0
 
-    def on_train_batch_end(  # noqa: D102
+    @override
+    def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.samples += samples_in(batch)  # may be a device tensor: read once, after training
+        self.samples += pl_module.count_samples(batch)  # may be a device tensor: read once, after training
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = time.perf_counter()
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.started is not None:
             self.seconds = time.perf_counter() - self.started
 
@@ -102,27 +107,13 @@ def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Pa
     return validate_row(row)
 
 
-def samples_in(batch: Any) -> int | torch.Tensor:
-    """Training samples in ``batch`` (see :class:`FitTimer`); a device tensor for a full graph, to read later."""
-    if hasattr(batch, "train_mask"):  # a full graph: its labelled training nodes (a tensor, so no sync per step)
-        return batch.train_mask.sum()
-    if isinstance(getattr(batch, "batch_size", None), int):  # a NeighborLoader subgraph: its seed nodes
-        return int(batch.batch_size)
-    if hasattr(batch, "num_graphs"):  # a batch of graphs
-        return int(batch.num_graphs)
-    if isinstance(batch, dict):
-        batch = next(iter(batch.values()))
-    first = batch[0] if isinstance(batch, list | tuple) else batch
-    return int(first.shape[0])
-
-
-def training_flops_per_sample(task: Any, data: Any) -> int | None:
-    """Forward and backward FLOPs per training sample, when the task can count them (None otherwise)."""
-    if not hasattr(task, "training_flops") or data is None:
+def training_flops_per_sample(task: ZooTask, data: Any) -> int | None:
+    """Forward and backward FLOPs per training sample, when the task counts them (None otherwise)."""
+    if data is None:
         return None
     batch = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)  # e.g. keys -> on-device images
-    size = int((batch[0] if isinstance(batch, list | tuple) else batch).shape[0])
-    return int(task.training_flops(batch) // size)
+    flops = task.training_flops(batch)
+    return None if flops is None else int(flops // int(task.count_samples(batch)))
 
 
 class PeakResidentMemory:

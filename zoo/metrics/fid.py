@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 __all__ = ["DEFAULT_FEATURES", "ClassifierFeatures", "build_fid", "default_feature_card"]
 
@@ -48,7 +49,8 @@ class ClassifierFeatures(nn.Module):
         return super().train(False)
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    @override
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() - self.mean) / self.std
         return self.classifier.forward_head(self.classifier.forward_features(x), pre_logits=True).float()
 
@@ -114,7 +116,9 @@ def _classifier_features(features: str | None) -> ClassifierFeatures:
 
 
 def _checkpoint_backbone(path: Path) -> str:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    from zoo.checkpoints import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters", {})
     backbone = hparams.get("backbone")
     if isinstance(backbone, dict):  # a recipe's parsed config

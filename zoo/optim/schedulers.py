@@ -11,6 +11,7 @@ from typing import Any
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+from typing_extensions import override
 
 __all__ = ["WarmupCosineLR", "build_lr_scheduler"]
 
@@ -77,7 +78,8 @@ class WarmupCosineLR(LRScheduler):
         progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def get_lr(self) -> list[float]:  # noqa: D102
+    @override
+    def get_lr(self) -> list[float]:
         # Groups added after construction (e.g. a backbone unfrozen for fine-tuning) join the schedule from
         # their ``initial_lr``, or, without one, as if their current rate were this step's point on the curve.
         factor = self.lr_factor(self.last_epoch)

@@ -2,63 +2,53 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
-from zoo.registry import create_model
-from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
-from zoo.tasks.optimization import task_optimization_config
+from zoo.data.facts import DataFacts, tokenizer_spec
+from zoo.registry import model_info
+from zoo.tasks.base import BackboneCall, ZooTask, backbone_attribute
+from zoo.tasks.signature import ImageInput, InferenceSignature, TensorSpec, TextInput
 
-__all__ = ["ImageClassifier", "TextClassifier"]
+__all__ = ["ClassificationTask", "ImageClassifier", "TextClassifier"]
 
 
-class _ClassificationTask(L.LightningModule):
-    """Step logic, metrics and optimisation shared by the classification tasks.
+class ClassificationTask(ZooTask):
+    """Step logic, metrics and label checks shared by every classification task (images, text, nodes, graphs).
 
-    Subclasses build ``self.backbone``, call :meth:`_setup_classification`, and define the logits and targets of
-    a batch for a stage (:meth:`_logits_and_targets`) and what a well-formed batch is (:meth:`_check_batch`).
+    A subclass builds ``self.backbone``, sets ``self.num_classes``, calls :meth:`build_metrics`, and defines the
+    logits and targets of a batch for a stage (:meth:`logits_and_targets`) and what a well-formed batch is
+    (:meth:`check_batch`).
+
+    Logged metrics: ``train/loss``, ``train/acc1``; ``val/loss``, ``val/acc1``, ``val/acc5``; the same under
+    ``test/``. Top-5 accuracy is logged only when there are more than 5 classes.
+
+    Args:
+        backbone: Registry name or module.
+        label_smoothing: Label smoothing of the cross-entropy loss, in ``[0, 1)``.
+        **common: The arguments of :class:`~zoo.tasks.ZooTask` (optimizer, scheduler, compile, ...).
     """
 
     supports_soft_targets = True
     default_monitor = ("val/acc1", "max")
 
-    def _setup_classification(
-        self,
-        label_smoothing: float,
-        optimizer: OptimizerCallable,
-        lr_scheduler: LRSchedulerCallable | None,
-        lr_scheduler_interval: str,
-        compile: bool,
-        layer_decay: float | None,
-    ) -> None:
+    def __init__(self, backbone: str | nn.Module, *, label_smoothing: float = 0.0, **common: Any) -> None:
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        if layer_decay is not None and not 0 < layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
-        if lr_scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
-        if layer_decay is not None and not hasattr(self.backbone, "group_matcher"):
-            raise ValueError(
-                f"layer_decay needs a backbone that splits into layers (timm's group_matcher); "
-                f"{self.backbone_name!r} has none"
-            )
+        super().__init__(backbone, **common)
         self.label_smoothing = label_smoothing
-        self.optimizer_factory = optimizer
-        self.lr_scheduler_factory = lr_scheduler
-        self.lr_scheduler_interval = lr_scheduler_interval
-        self.compile_backbone = compile
-        self.layer_decay = layer_decay
-        self._configured = False
-        self.train_batch_transforms: list[Callable[[Any], Any]] = []
+
+    def build_metrics(self) -> None:
+        """Create the accuracy metrics for ``self.num_classes`` classes (call once the backbone is built)."""
+        assert self.num_classes is not None
         top_k = {"acc1": 1, "acc5": 5} if self.num_classes > 5 else {"acc1": 1}
         eval_metrics = MetricCollection(
             {name: MulticlassAccuracy(self.num_classes, top_k=k, average="micro") for name, k in top_k.items()}
@@ -72,14 +62,7 @@ class _ClassificationTask(L.LightningModule):
         self.val_metrics = eval_metrics.clone(prefix="val/")
         self.test_metrics = eval_metrics.clone(prefix="test/")
 
-    def configure_model(self) -> None:
-        """Compile once, on the device the trainer chose."""
-        if self._configured:
-            return
-        self._configured = True
-        if self.compile_backbone:
-            self.backbone.compile()
-
+    @override
     def on_fit_start(self) -> None:
         """Recreate evaluation-metric states, which a ``validate``/``test`` run before ``fit`` made read-only.
 
@@ -97,22 +80,22 @@ class _ClassificationTask(L.LightningModule):
         smoothing = 0.0 if targets.is_floating_point() else self.label_smoothing
         return F.cross_entropy(logits, targets, label_smoothing=smoothing)
 
-    def _logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(B, C)`` and targets ``(B,)`` or ``(B, C)`` of a batch in ``stage`` (train, val, test)."""
         raise NotImplementedError
 
-    def _check_batch(self, batch: Any, batch_idx: int) -> None:
+    def check_batch(self, batch: Any, batch_idx: int) -> None:
         """Reject malformed batches with a message that names the problem."""
 
-    def _check_labels(self, targets: torch.Tensor, batch_size: int, batch_idx: int) -> None:
-        """Label ranges are checked on every CPU batch, and once per epoch on an accelerator (no sync per step)."""
+    def check_labels(self, targets: torch.Tensor, batch_size: int, batch_idx: int) -> None:
+        """Soft targets must be ``(B, C)``; hard labels must lie in ``[0, num_classes)`` (see :meth:`check_now`)."""
         if targets.is_floating_point():
             if targets.shape != (batch_size, self.num_classes):
                 raise ValueError(
                     f"{type(self).__name__}: soft targets of shape {tuple(targets.shape)}, expected "
                     f"({batch_size}, {self.num_classes})"
                 )
-        elif targets.numel() and (targets.device.type == "cpu" or batch_idx == 0):
+        elif targets.numel() and self.check_now(targets, batch_idx):
             low, high = int(targets.min()), int(targets.max())
             if low < 0 or high >= self.num_classes:
                 bad = low if low < 0 else high
@@ -121,37 +104,41 @@ class _ClassificationTask(L.LightningModule):
                     "check the data's labels or the model's num_classes"
                 )
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        self._check_batch(batch, batch_idx)
+        self.check_batch(batch, batch_idx)
         for transform in self.train_batch_transforms:
             batch = transform(batch)
-        logits, targets = self._logits_and_targets(batch, "train")
-        labels = batch[2] if isinstance(batch, (list, tuple)) and len(batch) > 2 else _hard_labels(targets)
+        logits, targets = self.logits_and_targets(batch, "train")
+        labels = batch[2] if isinstance(batch, list | tuple) and len(batch) > 2 else _hard_labels(targets)
         loss = self.loss(logits, targets)
         self.train_metrics.update(logits, labels)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val", self.val_metrics)
 
+    @override
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test", self.test_metrics)
 
     def _evaluate(self, batch: Any, batch_idx: int, stage: str, metrics: MetricCollection) -> None:
-        self._check_batch(batch, batch_idx)
-        logits, targets = self._logits_and_targets(batch, stage)
+        self.check_batch(batch, batch_idx)
+        logits, targets = self.logits_and_targets(batch, stage)
         self.log(f"{stage}/loss", self.loss(logits, targets), prog_bar=True, sync_dist=True)
         metrics.update(logits, _hard_labels(targets))
         self.log_dict(metrics, prog_bar=True)
 
-    def configure_optimizers(self) -> Any:
-        """Optimizer over weight-decay (and layer-decay) groups, and the scheduler stepped per interval."""
-        return task_optimization_config(self)
+    def _classifier_output(self, size: str) -> TensorSpec:
+        return TensorSpec(
+            "logits", (size, self.num_classes or 0), "float32", "class scores; their softmax is the probabilities"
+        )
 
 
-class ImageClassifier(_ClassificationTask):
+class ImageClassifier(ClassificationTask):
     """Train and evaluate an image classification backbone.
 
     The module holds step logic and ``configure_optimizers`` only; the network is injected, either as a
@@ -164,9 +151,6 @@ class ImageClassifier(_ClassificationTask):
     metrics the hard labels. Metrics always use hard labels: for probability targets without labels, the most
     likely class.
 
-    Logged metrics: ``train/loss``, ``train/acc1``; ``val/loss``, ``val/acc1``, ``val/acc5``; the same under
-    ``test/``. Top-5 accuracy is logged only when there are more than 5 classes.
-
     Args:
         backbone: Registry name or module. A module keeps its own head; its ``num_classes`` must match.
         num_classes: Output classes. Defaults to the registry default for a name, or to the module's
@@ -174,19 +158,14 @@ class ImageClassifier(_ClassificationTask):
         in_chans: Input channels, linked from the data module like ``num_classes``.
         backbone_kwargs: Extra builder arguments for a registry name (``drop_path_rate``, ...).
         label_smoothing: Label smoothing of the cross-entropy loss, in ``[0, 1)``.
-        optimizer: ``params -> Optimizer``. Norm weights and biases are put in a group without weight decay
-            (:func:`zoo.optim.param_groups_weight_decay`).
-        lr_scheduler: ``optimizer -> LRScheduler``; ``total_steps`` is filled from the trainer when unset.
-        lr_scheduler_interval: Step the scheduler every optimiser ``"step"`` or every ``"epoch"``.
-        compile: Compile the backbone with ``torch.compile`` (in place, so checkpoint keys do not change).
-        channels_last: Use the channels-last memory format, faster for convolutions on tensor cores.
-        layer_decay: Layer-wise learning-rate decay for fine-tuning (BEiT; timm's ``param_groups_layer_decay``):
-            each layer closer to the input learns ``layer_decay`` times slower than the next. Needs a backbone
-            with timm's ``group_matcher``; ``None`` trains every layer at the same rate.
+        optimizer, lr_scheduler, lr_scheduler_interval, compile, channels_last, layer_decay: See
+            :class:`~zoo.tasks.ZooTask`.
 
     Shapes:
         ``forward``: ``(B, in_chans, H, W)`` -> logits ``(B, num_classes)``.
     """
+
+    registry_task = "image_classification"
 
     def __init__(
         self,
@@ -202,94 +181,93 @@ class ImageClassifier(_ClassificationTask):
         channels_last: bool = False,
         layer_decay: float | None = None,
     ) -> None:
-        super().__init__()
-        self.backbone_name = save_task_hyperparameters(self, backbone)
-        self.backbone, self.num_classes = _resolve_backbone(backbone, num_classes, in_chans, backbone_kwargs)
-        self.in_chans = in_chans
-        self.channels_last = channels_last
-        self._setup_classification(
-            label_smoothing, optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay
+        super().__init__(
+            backbone,
+            label_smoothing=label_smoothing,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            lr_scheduler_interval=lr_scheduler_interval,
+            compile=compile,
+            channels_last=channels_last,
+            layer_decay=layer_decay,
         )
+        self.backbone = self.resolve_backbone(backbone, backbone_kwargs, num_classes=num_classes, in_chans=in_chans)
+        self.num_classes = backbone_attribute(self.backbone, "num_classes", num_classes, "an image classifier")
+        self.in_chans = in_chans
+        self.build_metrics()
 
-    def configure_model(self) -> None:
-        """Apply channels-last and compilation once, on the device the trainer chose."""
-        if not self._configured and self.channels_last:
-            self.backbone.to(memory_format=torch.channels_last)
-        super().configure_model()
-
+    @override
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W)`` float images -> ``(B, num_classes)`` logits."""
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.backbone(images)
 
-    def _logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    @override
+    def logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         return self(batch[0]), batch[1]
 
-    def _check_batch(self, batch: Any, batch_idx: int) -> None:
+    @override
+    def check_batch(self, batch: Any, batch_idx: int) -> None:
         images, targets = batch[0], batch[1]
         if images.ndim != 4 or images.shape[1] != self.in_chans:
             raise ValueError(
                 f"{type(self).__name__}: images of shape {tuple(images.shape)}, but backbone "
                 f"{self.backbone_name!r} expects (B, {self.in_chans}, H, W) (in_chans={self.in_chans})"
             )
-        self._check_labels(targets, images.shape[0], batch_idx)
+        self.check_labels(targets, images.shape[0], batch_idx)
 
+    @override
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class probabilities ``(B, num_classes)``."""
-        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        images = batch[0] if isinstance(batch, list | tuple) else batch
         return self(images).softmax(dim=-1)
 
-    def training_flops(self, batch: Any) -> int:
-        """FLOPs of one training step (forward and backward) on a batch shaped like ``batch``.
+    @override
+    def flops_inputs(self, batch: Any) -> tuple[torch.Tensor, ...]:
+        return (torch.empty(batch[0].shape),)
 
-        Counted with ``torch.utils.flop_counter`` on a copy of the backbone on the meta device, so nothing is
-        computed or allocated; used by ``zoo.callbacks.ThroughputMonitor`` for FLOP/s and utilisation.
-        """
-        from lightning.fabric.utilities.throughput import measure_flops
+    # Inference -----------------------------------------------------------------------------------------------
 
-        images = batch[0].to("meta")
-        if isinstance(self.hparams.get("backbone"), str):
-            with torch.device("meta"):
-                model = create_model(
-                    self.hparams["backbone"], num_classes=self.num_classes, in_chans=self.in_chans,
-                    **(self.hparams.get("backbone_kwargs") or {}),
-                )  # fmt: skip
-        else:
-            model = copy.deepcopy(self.backbone).to("meta")
-        return int(measure_flops(model, lambda: model(images), loss_fn=torch.Tensor.sum))
+    def image_size(self) -> int:
+        """Side of the square input: the data's, else the registry's default input, else timm's, else 32."""
+        if self.data_facts.image_size is not None:
+            return int(self.data_facts.image_size)
+        if self._backbone_build is not None:
+            return int(model_info(self._backbone_build[0]).input_spec.shape[-1])
+        return int(getattr(self.backbone, "default_cfg", {}).get("input_size", (3, 32, 32))[-1])
+
+    @override
+    def inference_signature(self) -> InferenceSignature:
+        side, facts = self.image_size(), self.data_facts
+        return InferenceSignature(
+            task=self.registry_task,
+            inputs=(TensorSpec("images", ("batch", self.in_chans, side, side), "float32", "normalised images"),),
+            outputs=(self._classifier_output("batch"),),
+            preprocessing=ImageInput(side, self.in_chans, facts.mean, facts.std),
+            labels=self.labels(),
+            example_sizes={"batch": 2},
+            check_sizes=({"batch": 1}, {"batch": 5}),
+        )
+
+    @override
+    def example_inputs(self, sizes: Mapping[str, int], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        side = self.image_size()
+        return (torch.randn(sizes["batch"], self.in_chans, side, side, generator=generator),)
 
 
 def _hard_labels(targets: torch.Tensor) -> torch.Tensor:
     return targets.argmax(dim=-1) if targets.is_floating_point() else targets
 
 
-def _resolve_backbone(
-    backbone: str | nn.Module, num_classes: int | None, in_chans: int, kwargs: dict[str, Any] | None
-) -> tuple[nn.Module, int]:
-    """Build a named backbone, or check a given one, and return it with its number of classes."""
-    if isinstance(backbone, str):
-        entry = entry_for_task(backbone, "image_classification")
-        if num_classes is None:
-            num_classes = int(entry.defaults.get("num_classes", 1000))
-        module = create_model(backbone, num_classes=num_classes, in_chans=in_chans, **(kwargs or {}))
-        return module, num_classes
-    if kwargs:
-        raise ValueError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
-    own = getattr(backbone, "num_classes", None)
-    if num_classes is None:
-        if own is None:
-            raise ValueError(f"pass num_classes: {type(backbone).__name__} has no num_classes attribute")
-        num_classes = int(own)
-    elif own is not None and own != num_classes:
-        raise ValueError(
-            f"backbone {type(backbone).__name__} has num_classes={own} but the task has num_classes={num_classes}; "
-            f"call backbone.reset_classifier({num_classes}) or build it with num_classes={num_classes}"
-        )
-    return backbone, num_classes
+class _TextModel(BackboneCall):
+    """A text classifier with the fixed argument list ``(input_ids, attention_mask)`` that export needs."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.backbone(input_ids, attention_mask)
 
 
-class TextClassifier(_ClassificationTask):
+class TextClassifier(ClassificationTask):
     """Classify text with a ``transformers`` encoder (BERT- or RoBERTa-style).
 
     The encoder is a registry name: ``"bert_tiny"``, ``"bert_small"`` or ``"roberta_tiny"`` build a configuration
@@ -315,6 +293,7 @@ class TextClassifier(_ClassificationTask):
         ``forward``: ``input_ids (B, L)``, ``attention_mask (B, L)`` -> logits ``(B, num_classes)``.
     """
 
+    registry_task = "text_classification"
     supports_soft_targets = False
 
     def __init__(
@@ -330,49 +309,81 @@ class TextClassifier(_ClassificationTask):
         compile: bool = False,
         layer_decay: float | None = None,
     ) -> None:
-        super().__init__()
-        self.backbone_name = save_task_hyperparameters(self, backbone)
-        if isinstance(backbone, str):
-            entry_for_task(backbone, "text_classification")
-            overrides = dict(backbone_kwargs or {})
-            if num_classes is not None:
-                overrides["num_classes"] = num_classes
-            if vocab_size is not None and not backbone.startswith("hf/"):
-                overrides["vocab_size"] = vocab_size
-            backbone = create_model(backbone, **overrides)
-        elif backbone_kwargs:
-            raise ValueError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
-        self.backbone = backbone
-        self.num_classes = int(backbone.num_classes)
-        if num_classes is not None and self.num_classes != num_classes:
-            raise ValueError(f"backbone has num_classes={self.num_classes} but the task has num_classes={num_classes}")
-        self.vocab_size = int(backbone.vocab_size)
-        self._setup_classification(
-            label_smoothing, optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay
+        super().__init__(
+            backbone,
+            label_smoothing=label_smoothing,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            lr_scheduler_interval=lr_scheduler_interval,
+            compile=compile,
+            layer_decay=layer_decay,
         )
+        brings_vocabulary = isinstance(backbone, str) and backbone.startswith("hf/")
+        self.backbone = self.resolve_backbone(
+            backbone, backbone_kwargs, num_classes=num_classes, vocab_size=None if brings_vocabulary else vocab_size
+        )
+        self.num_classes = backbone_attribute(self.backbone, "num_classes", num_classes, "a text classifier")
+        self.vocab_size = backbone_attribute(self.backbone, "vocab_size", None, "a text classifier")
+        self.build_metrics()
 
-    def setup(self, stage: str) -> None:
+    @override
+    def adopt_data_facts(self, facts: DataFacts) -> None:
         """Check that the encoder embeds every id of the data module's tokenizer."""
-        data = self.trainer.datamodule if self._trainer is not None else None
-        data_vocab = getattr(data, "vocab_size", None)
-        if data_vocab is not None and data_vocab > self.vocab_size:
+        if facts.vocab_size is not None and self.vocab_size is not None and facts.vocab_size > self.vocab_size:
             raise ValueError(
-                f"the data's tokenizer has {data_vocab} tokens but {self.backbone_name!r} embeds {self.vocab_size}; "
-                "use the tokenizer saved with the model"
+                f"the data's tokenizer has {facts.vocab_size} tokens but {self.backbone_name!r} embeds "
+                f"{self.vocab_size}; use the tokenizer saved with the model"
             )
+        super().adopt_data_facts(facts)
 
+    @override
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, L)`` token ids (and mask) -> ``(B, num_classes)`` logits."""
         return self.backbone(input_ids, attention_mask)
 
-    def _logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    @override
+    def logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         return self(batch["input_ids"], batch.get("attention_mask")), batch["labels"]
 
-    def _check_batch(self, batch: Any, batch_idx: int) -> None:
+    @override
+    def check_batch(self, batch: Any, batch_idx: int) -> None:
         if not isinstance(batch, dict) or "input_ids" not in batch or "labels" not in batch:
             raise ValueError(f"{type(self).__name__} batches are dicts with 'input_ids' and 'labels'")
-        self._check_labels(batch["labels"], batch["input_ids"].shape[0], batch_idx)
+        self.check_labels(batch["labels"], batch["input_ids"].shape[0], batch_idx)
 
+    @override
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class probabilities ``(B, num_classes)``."""
         return self(batch["input_ids"], batch.get("attention_mask")).softmax(dim=-1)
+
+    # Inference -----------------------------------------------------------------------------------------------
+
+    @override
+    def inference_signature(self) -> InferenceSignature:
+        longest = int(self.backbone.max_length)
+        ids = f"token ids in [0, {self.vocab_size})"
+        return InferenceSignature(
+            task=self.registry_task,
+            inputs=(
+                TensorSpec("input_ids", ("batch", "tokens"), "int64", ids, {"tokens": longest}),
+                TensorSpec("attention_mask", ("batch", "tokens"), "int64", "1: token, 0: padding", {"tokens": longest}),
+            ),
+            outputs=(self._classifier_output("batch"),),
+            preprocessing=TextInput(tokenizer_spec(self.data_facts.tokenizer), self.data_facts.max_length or longest),
+            labels=self.labels(),
+            example_sizes={"batch": 2, "tokens": min(12, longest)},
+            check_sizes=({"batch": 1, "tokens": min(5, longest)}, {"batch": 3, "tokens": min(40, longest)}),
+        )
+
+    @override
+    def inference_module(self) -> nn.Module:
+        return _TextModel(self.backbone)
+
+    @override
+    def example_inputs(self, sizes: Mapping[str, int], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        assert self.vocab_size is not None
+        shape = (sizes["batch"], sizes["tokens"])
+        ids = torch.randint(min(5, self.vocab_size - 1), self.vocab_size, shape, generator=generator)
+        mask = torch.ones_like(ids)
+        mask[0, sizes["tokens"] // 2 :] = 0  # the first sequence is padded
+        return ids, mask

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
+from typing_extensions import override
 
+from zoo.callbacks.diffusion import DiffusionFID, DiffusionSampleGrid
 from zoo.models.diffusion.sampling import make_sampling_scheduler, make_training_scheduler, sample_images
 from zoo.models.diffusion.unet import check_class_labels
-from zoo.registry import create_model
-from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
-from zoo.tasks.flops import meta_training_flops
-from zoo.tasks.optimization import task_optimization_config
+from zoo.tasks.base import BackboneCall, ZooTask, backbone_attribute
+from zoo.tasks.signature import InferenceSignature, NoiseInput, TensorSpec, json_ready
 
 __all__ = ["DiffusionModel"]
 
 
-class DiffusionModel(L.LightningModule):
+class DiffusionModel(ZooTask):
     """Train a denoiser on DDPM's forward process and sample images with DDPM or DDIM.
 
     Training draws a timestep ``t`` uniformly from ``0..num_train_timesteps - 1`` and Gaussian noise ``eps``
@@ -60,9 +59,11 @@ class DiffusionModel(L.LightningModule):
         sampler: Default sampler, ``"ddpm"`` or ``"ddim"``.
         sample_steps: Default number of sampling steps (at most ``num_train_timesteps``).
         guidance_scale: Default classifier-free guidance scale; 1 is none.
-        sample_every_n_epochs: Log a grid of samples to the logger every n validation epochs; 0 never.
+        sample_every_n_epochs: Log a grid of samples to the logger every n validation epochs; 0 never. The task
+            adds a :class:`zoo.callbacks.DiffusionSampleGrid` for it (set 0 to configure that callback yourself).
         num_sample_images: Images in that grid.
-        fid_num_images: Images to generate at test time for the FID against the test images; 0 skips it.
+        fid_num_images: Images to generate at test time for the FID against the test images; 0 skips it. The
+            task adds a :class:`zoo.callbacks.DiffusionFID` for it.
         fid_features: Features for that FID: ``None`` for zoo's CIFAR-10 classifier (logged as
             ``test/fid_zoo_classifier``; not the standard FID), a path to a zoo image classifier checkpoint,
             or ``"inception:<path>"`` for the standard Inception-v3 weights file (``test/fid_inception``).
@@ -70,13 +71,13 @@ class DiffusionModel(L.LightningModule):
         optimizer: ``params -> Optimizer``.
         lr_scheduler: ``optimizer -> LRScheduler``; ``total_steps`` is filled from the trainer when unset.
         lr_scheduler_interval: Step the scheduler every ``"step"`` or ``"epoch"``.
-        compile: Compile the backbone with ``torch.compile`` (in place).
-        channels_last: Use the channels-last memory format.
+        compile, channels_last: See :class:`~zoo.tasks.ZooTask`.
 
     Shapes:
         ``forward``: ``(B, C, H, W)`` noisy images, ``(B,)`` timesteps, optional ``(B,)`` labels -> like images.
     """
 
+    registry_task = "diffusion"
     default_monitor = ("val/loss", "min")
 
     def __init__(
@@ -106,15 +107,27 @@ class DiffusionModel(L.LightningModule):
         compile: bool = False,
         channels_last: bool = False,
     ) -> None:
-        super().__init__()
-        self.backbone_name = save_task_hyperparameters(self, backbone)
         if not 0 <= class_dropout < 1:
             raise ValueError(f"class_dropout must be a probability below 1, got {class_dropout}")
         if conditional and not num_classes:
             raise ValueError("a conditional diffusion model needs num_classes (linked from the data module)")
-        self.backbone = _resolve_backbone(
-            backbone, image_size, in_chans, num_classes if conditional else None, backbone_kwargs
+        super().__init__(
+            backbone,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            lr_scheduler_interval=lr_scheduler_interval,
+            compile=compile,
+            channels_last=channels_last,
         )
+        wanted_classes = num_classes if conditional else None
+        self.backbone = self.resolve_backbone(
+            backbone, backbone_kwargs, image_size=image_size, in_channels=in_chans, num_classes=wanted_classes
+        )
+        if isinstance(backbone, nn.Module):
+            purpose = "a denoiser"
+            backbone_attribute(backbone, "image_size", image_size, purpose)
+            backbone_attribute(backbone, "in_channels", in_chans, purpose)
+            backbone_attribute(backbone, "num_classes", wanted_classes, purpose, optional=True)
         self.image_size: int = int(self.backbone.image_size)
         self.in_chans: int = int(self.backbone.in_channels)
         self.num_classes = num_classes if conditional else None
@@ -129,6 +142,7 @@ class DiffusionModel(L.LightningModule):
             raise ValueError(f"mean and std need {self.in_chans} values each, got {mean} and {std}")
         self.register_buffer("_to_unit_scale", scale.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("_to_unit_shift", shift.view(1, -1, 1, 1), persistent=False)
+        self.data_mean, self.data_std = _tuple(mean), _tuple(std)
         self.noise_scheduler = make_training_scheduler(num_train_timesteps, beta_schedule, prediction_type)
         self.sampler = sampler
         self.sample_steps = sample_steps
@@ -138,23 +152,18 @@ class DiffusionModel(L.LightningModule):
         self.num_sample_images = num_sample_images
         self.fid_num_images = fid_num_images
         self.fid_features = fid_features
-        self.optimizer_factory = optimizer
-        self.lr_scheduler_factory = lr_scheduler
-        self.lr_scheduler_interval = lr_scheduler_interval
-        self.compile_backbone = compile
-        self.channels_last = channels_last
-        self._configured = False
-        self.__dict__["_fid"] = None  # a metric holding a feature network, kept out of the checkpoint
 
-    def configure_model(self) -> None:  # noqa: D102
-        if self._configured:
-            return
-        if self.channels_last:
-            self.backbone.to(memory_format=torch.channels_last)
-        if self.compile_backbone:
-            self.backbone.compile()
-        self._configured = True
+    @override
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The sample grid and the test-time FID this task's arguments ask for."""
+        callbacks: list[L.Callback] = []
+        if self.sample_every_n_epochs > 0 and self.num_sample_images > 0:
+            callbacks.append(DiffusionSampleGrid(self.sample_every_n_epochs, self.num_sample_images))
+        if self.fid_num_images > 0:
+            callbacks.append(DiffusionFID(self.fid_num_images, self.fid_features))
+        return callbacks
 
+    @override
     def forward(
         self, noisy: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -177,7 +186,7 @@ class DiffusionModel(L.LightningModule):
             if not isinstance(batch, list | tuple) or len(batch) < 2:
                 raise ValueError("a conditional diffusion model needs (images, labels) batches")
             labels = batch[1]
-            if labels.device.type == "cpu" or batch_idx == 0:  # free on the CPU; once per epoch elsewhere
+            if self.check_now(labels, batch_idx):
                 check_class_labels(labels, self.num_classes or 0)
         return images.float() * self._to_unit_scale + self._to_unit_shift, labels
 
@@ -197,7 +206,8 @@ class DiffusionModel(L.LightningModule):
             target = noise
         return F.mse_loss(self(noisy, timesteps, labels).float(), target)
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
+    @override
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x0, labels = self._images_and_labels(batch, batch_idx)
         if labels is not None and self.class_dropout > 0:
             dropped = torch.rand(labels.shape, device=labels.device) < self.class_dropout
@@ -211,17 +221,30 @@ class DiffusionModel(L.LightningModule):
         generator = torch.Generator().manual_seed(batch_idx + 1_000_003 * self.global_rank)
         return x0, self._loss(x0, labels, generator)
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+    @override
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
         _, loss = self._eval_loss(batch, batch_idx)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
-        if batch_idx == 0 and self._grid_due():
-            self._log_sample_grid()
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
-        x0, loss = self._eval_loss(batch, batch_idx)
+    @override
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        _, loss = self._eval_loss(batch, batch_idx)
         self.log("test/loss", loss, sync_dist=True)
-        if self._fid is not None:
-            self._fid.update(self._to_unit_interval(x0), real=True)
+
+    @override
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """One generated image per image of the batch (of its class, when conditional), in ``[0, 1]``.
+
+        The seed is the batch index, so a prediction run is reproducible. Shape: that of the batch's images.
+        """
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        labels = batch[1] if self.conditional and isinstance(batch, list | tuple) and len(batch) > 1 else None
+        return self.sample(images.shape[0], seed=batch_idx, class_labels=labels)
+
+    def images_in_unit_range(self, batch: Any) -> torch.Tensor:
+        """The batch's images with the data's normalisation undone: ``(B, C, H, W)`` in ``[0, 1]`` (for the FID)."""
+        x0, _ = self._images_and_labels(batch, batch_idx=1)
+        return ((x0 + 1) / 2).clamp(0, 1)
 
     # Sampling ------------------------------------------------------------------------------------------------
 
@@ -301,88 +324,71 @@ class DiffusionModel(L.LightningModule):
         check_class_labels(labels, self.num_classes)
         return labels.to(self.device)
 
-    def _to_unit_interval(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x + 1) / 2).clamp(0, 1)
+    @override
+    def flops_inputs(self, batch: Any) -> tuple[torch.Tensor | None, ...]:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        size = images.shape[0]
+        labels = torch.zeros(size, dtype=torch.long) if self.conditional else None
+        return torch.empty(images.shape), torch.zeros(size, dtype=torch.long), labels
 
-    def _grid_due(self) -> bool:
-        trainer = self.trainer
-        every = self.sample_every_n_epochs
-        return (
-            every > 0
-            and not trainer.sanity_checking
-            and (trainer.current_epoch + 1) % every == 0
-            and self.num_sample_images > 0
-            and trainer.logger is not None
+    # Inference -----------------------------------------------------------------------------------------------
+
+    @override
+    def inference_signature(self) -> InferenceSignature:
+        channels, side = self.in_chans, self.image_size
+        steps = int(self.noise_scheduler.config.num_train_timesteps)
+        inputs = [
+            TensorSpec("noisy_images", ("batch", channels, side, side), "float32", "images in [-1, 1] with noise"),
+            TensorSpec("timesteps", ("batch",), "int64", f"noise level, in [0, {steps})"),
+        ]
+        if self.conditional:
+            null = f"{self.num_classes} is no class" if self.num_classes is not None else ""
+            inputs.append(TensorSpec("class_labels", ("batch",), "int64", f"class of each image; {null}"))
+        kind = self.noise_scheduler.config.prediction_type
+        mean, std = self.data_facts.mean or self.data_mean, self.data_facts.std or self.data_std
+        return InferenceSignature(
+            task=self.registry_task,
+            inputs=tuple(inputs),
+            outputs=(TensorSpec("prediction", ("batch", channels, side, side), "float32", f"predicted {kind}"),),
+            preprocessing=NoiseInput(side, channels, json_ready(dict(self.noise_scheduler.config)), mean, std),
+            labels=self.labels() if self.conditional else None,
+            example_sizes={"batch": 2},
+            check_sizes=({"batch": 1}, {"batch": 3}),
+            limits={"batch": 63},
+            limits_reason=(
+                "diffusers' Upsample2D calls .contiguous() when the batch is 64 or more; torch.export must pick one "
+                "side of that branch. Sample in batches of up to 63 with the ExportedProgram (ONNX and TorchScript "
+                "take any batch)."
+            ),
         )
 
-    @rank_zero_only
-    def _log_sample_grid(self) -> None:
-        from torchvision.utils import make_grid
+    @override
+    def inference_module(self) -> nn.Module:
+        return (_ConditionalDenoiser if self.conditional else _UnconditionalDenoiser)(self.backbone)
 
-        experiment = getattr(self.trainer.logger, "experiment", None)
-        if not hasattr(experiment, "add_image"):
-            return
-        images = self.sample(self.num_sample_images, seed=0)
-        grid = make_grid(images.cpu(), nrow=max(1, int(self.num_sample_images**0.5)))
-        experiment.add_image("samples", grid, global_step=self.global_step)
-
-    # FID at test time ---------------------------------------------------------------------------------------
-
-    def on_test_epoch_start(self) -> None:  # noqa: D102
-        if self.fid_num_images > 0:
-            from zoo.metrics.fid import build_fid
-
-            self.__dict__["_fid"], self._fid_name = build_fid(self.fid_features, self.in_chans)
-            self._fid.to(self.device)
-
-    def on_test_epoch_end(self) -> None:  # noqa: D102
-        fid = self._fid
-        if fid is None:
-            return
-        world, rank = self.trainer.world_size, self.global_rank
-        share = self.fid_num_images // world + (rank < self.fid_num_images % world)
-        for start in range(0, share, 256):
-            images = self.sample(min(256, share - start), seed=10_000 * rank + start)
-            fid.update(images, real=False)
-        self.log(f"test/{self._fid_name}", fid.compute().float(), sync_dist=False)
-        self.__dict__["_fid"] = None
-
-    def training_flops(self, batch: Any) -> int:
-        """FLOPs of one training step (forward and backward of the denoiser) on a batch shaped like ``batch``.
-
-        Counted with ``torch.utils.flop_counter`` on a meta-device copy of the backbone (nothing is computed);
-        ``zoo.callbacks.ThroughputMonitor`` uses it for FLOP/s and utilisation.
-        """
-        images = batch[0] if isinstance(batch, list | tuple) else batch
-        size, conditional = images.shape[0], self.conditional
-
-        def inputs() -> tuple[torch.Tensor, ...]:
-            labels = torch.zeros(size, dtype=torch.long) if conditional else None
-            return torch.empty(images.shape), torch.zeros(size, dtype=torch.long), labels
-
-        return meta_training_flops(self.backbone, inputs)
-
-    def configure_optimizers(self) -> Any:
-        """AdamW-style groups (no decay on norms and biases) and the scheduler."""
-        return task_optimization_config(self)
+    @override
+    def example_inputs(self, sizes: Mapping[str, int], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        batch, steps = sizes["batch"], int(self.noise_scheduler.config.num_train_timesteps)
+        images = torch.randn(batch, self.in_chans, self.image_size, self.image_size, generator=generator)
+        timesteps = torch.randint(0, steps, (batch,), generator=generator)
+        if not self.conditional:
+            return images, timesteps
+        return images, timesteps, torch.randint(0, (self.num_classes or 0) + 1, (batch,), generator=generator)
 
 
-def _resolve_backbone(
-    backbone: str | nn.Module,
-    image_size: int | None,
-    in_chans: int | None,
-    num_classes: int | None,
-    kwargs: dict[str, Any] | None,
-) -> nn.Module:
-    if isinstance(backbone, str):
-        entry_for_task(backbone, "diffusion")
-        overrides = {k: v for k, v in (("image_size", image_size), ("in_channels", in_chans)) if v is not None}
-        return create_model(backbone, num_classes=num_classes, **overrides, **(kwargs or {}))
-    if kwargs:
-        raise ValueError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
-    for name, wanted in (("image_size", image_size), ("in_channels", in_chans), ("num_classes", num_classes)):
-        if not hasattr(backbone, name):
-            raise ValueError(f"{type(backbone).__name__} needs a {name} attribute to serve as a denoiser")
-        if wanted is not None and getattr(backbone, name) != wanted:
-            raise ValueError(f"backbone has {name}={getattr(backbone, name)} but the task has {name}={wanted}")
-    return backbone
+class _UnconditionalDenoiser(BackboneCall):
+    """The denoiser with the fixed argument list ``(noisy_images, timesteps)`` that export needs."""
+
+    def forward(self, noisy_images: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.backbone(noisy_images, timesteps)
+
+
+class _ConditionalDenoiser(BackboneCall):
+    """The denoiser with the fixed argument list ``(noisy_images, timesteps, class_labels)``."""
+
+    def forward(self, noisy_images: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+        return self.backbone(noisy_images, timesteps, class_labels)
+
+
+def _tuple(values: Sequence[float] | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(v) for v in values)

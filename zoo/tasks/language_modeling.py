@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.text import Perplexity
+from typing_extensions import override
 
+from zoo.data.facts import DataFacts, tokenizer_spec
 from zoo.data.tokenizers import Tokenizer, tokenizer_from_config
 from zoo.models.transformer.gpt import generate
-from zoo.registry import create_model
-from zoo.tasks.backbones import entry_for_task, save_task_hyperparameters
-from zoo.tasks.flops import meta_training_flops
-from zoo.tasks.optimization import task_optimization_config
+from zoo.tasks.base import ZooTask, backbone_attribute
+from zoo.tasks.signature import InferenceSignature, TensorSpec, TokenInput
 
 __all__ = ["LanguageModel"]
 
 
-class LanguageModel(L.LightningModule):
+class LanguageModel(ZooTask):
     """Train a decoder to predict each next token; evaluate its loss and perplexity; sample from it.
 
     Batches are ``(inputs, targets)`` of token ids, ``(B, T)`` each, with ``targets`` the inputs shifted by one
@@ -32,7 +33,7 @@ class LanguageModel(L.LightningModule):
     ``no_weight_decay()``), warm-up then cosine (``zoo.optim.WarmupCosineLR``), and bf16, gradient clipping and
     accumulation from the trainer (``precision``, ``gradient_clip_val``, ``accumulate_grad_batches``).
 
-    The tokenizer of the data module is kept and stored in every checkpoint, so
+    The tokenizer of the data module is kept (one of its data facts) and stored in every checkpoint, so
     ``LanguageModel.load_from_checkpoint(path).generate("ROMEO:")`` (or ``zoo generate``) needs nothing else.
 
     Args:
@@ -41,17 +42,13 @@ class LanguageModel(L.LightningModule):
         vocab_size: Number of token ids; linked from the data module by ``zoo fit``. Defaults to the model's.
         block_size: Longest context; linked from the data module's block size. Defaults to the model's.
         backbone_kwargs: Extra builder arguments for a named backbone (``dropout``, ``n_layer``, ...).
-        optimizer: ``params -> Optimizer``.
-        lr_scheduler: ``optimizer -> LRScheduler``; ``total_steps`` is filled from the trainer when unset.
-        lr_scheduler_interval: Step the scheduler every ``"step"`` or ``"epoch"``.
-        compile: Compile the backbone with ``torch.compile`` (in place).
-        layer_decay: Layer-wise learning-rate decay for fine-tuning (see ``ImageClassifier``).
+        optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay: See :class:`~zoo.tasks.ZooTask`.
 
     Shapes:
         ``forward``: ``(B, T)`` int64 -> ``(B, T, vocab_size)`` logits.
     """
 
-    supports_soft_targets = False
+    registry_task = "language_modeling"
     default_monitor = ("val/loss", "min")
 
     def __init__(
@@ -66,70 +63,81 @@ class LanguageModel(L.LightningModule):
         compile: bool = False,
         layer_decay: float | None = None,
     ) -> None:
-        super().__init__()
-        self.backbone_name = save_task_hyperparameters(self, backbone)
-        self.backbone = _resolve_backbone(backbone, vocab_size, block_size, backbone_kwargs)
-        self.vocab_size: int = self.backbone.vocab_size
-        self.block_size: int = self.backbone.block_size
-        self.optimizer_factory = optimizer
-        self.lr_scheduler_factory = lr_scheduler
-        self.lr_scheduler_interval = lr_scheduler_interval
-        self.compile_backbone = compile
-        self.layer_decay = layer_decay
-        self.tokenizer: Tokenizer | None = None
-        self.train_batch_transforms: list[Any] = []
+        super().__init__(
+            backbone,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            lr_scheduler_interval=lr_scheduler_interval,
+            compile=compile,
+            layer_decay=layer_decay,
+        )
+        self.backbone = self.resolve_backbone(backbone, backbone_kwargs, vocab_size=vocab_size, block_size=block_size)
+        purpose = "a language model"
+        self.vocab_size: int = backbone_attribute(self.backbone, "vocab_size", vocab_size, purpose, at_least=True)
+        self.block_size: int = backbone_attribute(self.backbone, "block_size", block_size, purpose, at_least=True)
         self.val_perplexity = Perplexity()
-        self._compiled = False
 
-    def setup(self, stage: str) -> None:
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        """The data's tokenizer (a data fact), which ``generate`` uses for text."""
+        return self.data_facts.tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: Tokenizer | None) -> None:
+        self.data_facts = dataclasses.replace(self.data_facts, tokenizer=tokenizer)
+
+    @override
+    def adopt_data_facts(self, facts: DataFacts) -> None:
         """Adopt the data module's tokenizer, checking that the model covers its vocabulary."""
-        data = self.trainer.datamodule if self._trainer is not None else None
-        tokenizer = getattr(data, "tokenizer", None)
-        if tokenizer is not None:
-            if tokenizer.vocab_size > self.vocab_size:
-                raise ValueError(
-                    f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {self.vocab_size}"
-                )
-            self.tokenizer = tokenizer
+        if facts.vocab_size is not None and facts.vocab_size > self.vocab_size:
+            raise ValueError(
+                f"the tokenizer has {facts.vocab_size} tokens but the model's vocab_size is {self.vocab_size}"
+            )
+        super().adopt_data_facts(facts)
 
-    def configure_model(self) -> None:  # noqa: D102
-        if self.compile_backbone and not self._compiled:
-            self.backbone.compile()
-            self._compiled = True
-
+    @override
     def on_fit_start(self) -> None:
         """Recreate the perplexity state, which a ``validate`` run before ``fit`` made read-only."""
         self.val_perplexity.reset()
 
+    @override
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` token ids -> ``(B, T, vocab_size)`` logits."""
         return self.backbone(idx)
 
     def _loss(self, batch: Any, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inputs, targets = batch[0], batch[1]
-        if inputs.device.type == "cpu" or batch_idx == 0:  # free on the CPU; once per epoch elsewhere
+        if self.check_now(inputs, batch_idx):
             high = int(torch.maximum(inputs.max(), targets.max()))
             if high >= self.vocab_size or int(inputs.min()) < 0:
                 raise ValueError(f"token id {high} is outside the model's vocabulary of {self.vocab_size}")
         logits = self(inputs)
         return logits, targets, F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # noqa: D102
+    @override
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         for transform in self.train_batch_transforms:
             batch = transform(batch)
         _, _, loss = self._loss(batch, batch_idx)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+    @override
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
         logits, targets, loss = self._loss(batch, batch_idx)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.val_perplexity.update(logits.float(), targets)
         self.log("val/ppl", self.val_perplexity, prog_bar=True)
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:  # noqa: D102
+    @override
+    def test_step(self, batch: Any, batch_idx: int) -> None:
         _, _, loss = self._loss(batch, batch_idx)
         self.log("test/loss", loss, sync_dist=True)
+
+    @override
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Next-token logits ``(B, T, vocab_size)`` for the inputs of a batch (``(inputs, targets)`` or ids)."""
+        return self(batch[0] if isinstance(batch, list | tuple) else batch)
 
     @torch.no_grad()
     def generate(
@@ -172,43 +180,33 @@ class LanguageModel(L.LightningModule):
             return self.tokenizer.decode(out[0].tolist())
         return out
 
-    def training_flops(self, batch: Any) -> int:
-        """FLOPs of one training step (forward and backward) on token blocks shaped like ``batch[0]``, ``(B, T)``.
+    @override
+    def flops_inputs(self, batch: Any) -> tuple[torch.Tensor, ...]:
+        return (torch.zeros(tuple(batch[0].shape), dtype=torch.long),)
 
-        Counted on a meta-device copy of the backbone (see :func:`zoo.tasks.flops.meta_training_flops`), for
-        ``zoo.callbacks.ThroughputMonitor`` and the benchmarks' model-FLOPs utilisation.
-        """
-        shape = tuple(batch[0].shape)
-        return meta_training_flops(self.backbone, lambda: (torch.zeros(shape, dtype=torch.long),))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
-        if self.tokenizer is not None:
-            checkpoint["tokenizer"] = self.tokenizer.to_config()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
-        if "tokenizer" in checkpoint:
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read the stored data facts; checkpoints of zoo 0.1 kept the tokenizer under its own key."""
+        super().on_load_checkpoint(checkpoint)
+        if self.tokenizer is None and "tokenizer" in checkpoint:
             self.tokenizer = tokenizer_from_config(checkpoint["tokenizer"])
 
-    def configure_optimizers(self) -> Any:
-        """AdamW-style groups (no decay on norms, biases, embeddings) and the scheduler."""
-        return task_optimization_config(self)
+    # Inference -----------------------------------------------------------------------------------------------
 
+    @override
+    def inference_signature(self) -> InferenceSignature:
+        block, ids = self.block_size, f"token ids in [0, {self.vocab_size})"
+        return InferenceSignature(
+            task=self.registry_task,
+            inputs=(TensorSpec("input_ids", ("batch", "tokens"), "int64", ids, {"tokens": block}),),
+            outputs=(
+                TensorSpec("logits", ("batch", "tokens", self.vocab_size), "float32", "next-token scores per position"),
+            ),
+            preprocessing=TokenInput(tokenizer_spec(self.tokenizer), block),
+            example_sizes={"batch": 2, "tokens": min(16, block - 1)},
+            check_sizes=({"batch": 1, "tokens": min(5, block)}, {"batch": 3, "tokens": block}),
+        )
 
-def _resolve_backbone(
-    backbone: str | nn.Module, vocab_size: int | None, block_size: int | None, kwargs: dict[str, Any] | None
-) -> nn.Module:
-    if isinstance(backbone, str):
-        entry_for_task(backbone, "language_modeling")
-        overrides = {k: v for k, v in (("vocab_size", vocab_size), ("block_size", block_size)) if v is not None}
-        return create_model(backbone, **overrides, **(kwargs or {}))
-    if kwargs:
-        raise ValueError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
-    for name, wanted in (("vocab_size", vocab_size), ("block_size", block_size)):
-        own = getattr(backbone, name, None)
-        if own is None:
-            raise ValueError(f"{type(backbone).__name__} needs a {name} attribute to serve as a language model")
-        if wanted is not None and own < wanted:
-            raise ValueError(
-                f"backbone {type(backbone).__name__} has {name}={own}, smaller than the {wanted} asked for"
-            )
-    return backbone
+    @override
+    def example_inputs(self, sizes: Mapping[str, int], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        return (torch.randint(0, self.vocab_size, (sizes["batch"], sizes["tokens"]), generator=generator),)

@@ -11,7 +11,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from zoo.optim import build_lr_scheduler, build_optimizer
 
-__all__ = ["optimization_config", "task_optimization_config"]
+__all__ = ["optimization_config"]
 
 
 def optimization_config(
@@ -44,19 +44,3 @@ def optimization_config(
     if isinstance(scheduler, ReduceLROnPlateau):
         config.update(interval="epoch", monitor=plateau_monitor)
     return {"optimizer": built, "lr_scheduler": config}
-
-
-def task_optimization_config(task: Any) -> Any:
-    """:func:`optimization_config` for a zoo task, from the attributes every task keeps.
-
-    Reads ``task.backbone``, ``optimizer_factory``, ``lr_scheduler_factory``, ``lr_scheduler_interval``,
-    ``layer_decay`` (when the task has one) and the trainer's step count.
-    """
-    return optimization_config(
-        task.backbone,
-        task.optimizer_factory,
-        task.lr_scheduler_factory,
-        task.lr_scheduler_interval,
-        lambda: task.trainer.estimated_stepping_batches,
-        getattr(task, "layer_decay", None),
-    )

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from zoo.models.cnn.specs import CIFAR_CLASSIFIER
 from zoo.registry import register_model
@@ -52,7 +53,8 @@ class ConvGroup(nn.Module):
         self.norm2 = norm_layer(out_chs)
         self.act2 = act_layer()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    @override
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.norm1(self.pool(self.conv1(x))))
         return self.act2(self.norm2(self.conv2(x)))
 
