@@ -159,11 +159,12 @@ def test_image_folder_missing_or_empty_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=rf"data folder {tmp_path / 'train'} does not exist"):
         ImageFolderDataModule(root=str(tmp_path))
     (tmp_path / "train").mkdir()
+    data = ImageFolderDataModule(root=str(tmp_path))  # classes are listed when first needed, not at creation
     with pytest.raises(FileNotFoundError, match="has no class folders"):
-        ImageFolderDataModule(root=str(tmp_path))
+        _ = data.num_classes
     (tmp_path / "train" / "cat").mkdir()
     with pytest.raises(FileNotFoundError, match=r"class folder .*train/cat holds no image"):
-        ImageFolderDataModule(root=str(tmp_path))
+        _ = ImageFolderDataModule(root=str(tmp_path)).data_facts
 
 
 def test_image_folder_split_with_other_classes_is_named(image_tree: Path) -> None:

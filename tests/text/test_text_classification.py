@@ -85,12 +85,14 @@ def test_jsonl_files_and_integer_labels(tmp_path: Path) -> None:
 
 def test_bad_files_are_named(tmp_path: Path, reviews: Path) -> None:
     missing_label = _write_csv(tmp_path / "nolabel.csv", [("fine", "x")], columns=("text", "sentiment"))
+    # The training file is read when its facts are first needed (zoo fit links them), not at creation.
+    data = TextClassificationDataModule(train_file=str(missing_label))
     with pytest.raises(ValueError, match=r"nolabel.csv has no 'label' column; its columns are \['sentiment', 'text'\]"):
-        TextClassificationDataModule(train_file=str(missing_label))
+        _ = data.num_classes
     empty = tmp_path / "empty.csv"
     empty.write_text("text,label\n")
     with pytest.raises(ValueError, match=r"empty.csv has no rows"):
-        TextClassificationDataModule(train_file=str(empty))
+        _ = TextClassificationDataModule(train_file=str(empty)).data_facts
     with pytest.raises(FileNotFoundError, match=r"data file .*nope.csv does not exist"):
         TextClassificationDataModule(train_file=str(tmp_path / "nope.csv"))
     odd_val = _write_csv(tmp_path / "val.csv", [("meh", "neutral")])

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch.utils.data import DistributedSampler
+from typing_extensions import override
 
 from zoo.data.base import ZooDataModule
-from zoo.data.paths import cache_dir, data_root
+from zoo.data.paths import cache_dir, cache_lock, data_root
 from zoo.rng import private_rng
 
 __all__ = ["GraphClassificationDataModule", "MotifGraphsDataModule", "PlanetoidDataModule", "TUDataModule"]
@@ -22,13 +25,28 @@ __all__ = ["GraphClassificationDataModule", "MotifGraphsDataModule", "PlanetoidD
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 
-def _copy_to_cache(raw: Path, kind: str, name: str) -> Path:
-    """Copy a read-only ``raw`` folder under ``$ZOO_CACHE``, where PyG may write ``processed/`` beside it."""
+def _cache_root(raw: Path, kind: str, name: str) -> Path:
+    """The cache folder for a copy of a read-only ``raw`` folder, keyed by its files' names and sizes."""
     key = hashlib.sha1("|".join(f"{p.name}:{p.stat().st_size}" for p in sorted(raw.iterdir())).encode())
-    root = cache_dir(kind, f"{name}-{key.hexdigest()[:12]}")
-    if not (root / name / "raw").is_dir():
-        shutil.copytree(raw, root / name / "raw", dirs_exist_ok=True)
-    return root
+    return cache_dir(kind, f"{name}-{key.hexdigest()[:12]}")
+
+
+def _copy_to_cache(raw: Path, root: Path, name: str) -> None:
+    """Copy ``raw`` to ``root/name/raw`` (PyG writes ``processed/`` beside it), whole or not at all.
+
+    The copy is made in a temporary folder and renamed into place, so a process that dies mid-copy leaves
+    nothing a later run would mistake for the data. Call under :func:`zoo.data.paths.cache_lock`.
+    """
+    target = root / name / "raw"
+    if target.is_dir():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".raw."))
+    try:
+        shutil.copytree(raw, staging, dirs_exist_ok=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _rank_sampler(trainer: Any, size: int, shuffle: bool, seed: int) -> DistributedSampler:
@@ -50,8 +68,10 @@ class PlanetoidDataModule(ZooDataModule):
     The raw files (``ind.<name>.x``, ``.tx``, ``.allx``, ``.y``, ``.ty``, ``.ally``, ``.graph``, ``.test.index``)
     are looked for in ``root/planetoid/<name>/raw``, ``root/<name>/raw`` and ``root/raw``. They are copied to
     ``$ZOO_CACHE`` and read there by ``torch_geometric.datasets.Planetoid``, which writes its processed files
-    beside them; the data folder is never written into. With ``download=True`` and no raw files, PyG downloads
-    them into the cache.
+    beside them (one process at a time); the data folder is never written into. With ``download=True`` and no
+    raw files, PyG downloads them into the cache. Creating the module only looks for the files; the graph is
+    read when its feature and class counts are first asked for (``zoo fit`` links them into the task), or in
+    ``prepare_data`` and ``setup``.
 
     Args:
         name: ``"Cora"``, ``"CiteSeer"`` or ``"PubMed"``.
@@ -92,33 +112,55 @@ class PlanetoidDataModule(ZooDataModule):
         self.loader = loader
         self.num_neighbors = list(num_neighbors or [10, 10])
         self.normalize_features = normalize_features
-        self.graph = self._load(data_root(root), download)
-        self.in_channels = int(self.graph.num_features)
-        self.num_classes = int(self.graph.y.max()) + 1
-        if not bool(self.graph.train_mask.any()):
-            raise ValueError(f"{name}: the split's train_mask selects no node")
+        self.download = download
+        self._raw = self._find_raw(data_root(root))
 
-    def _load(self, root: Path, download: bool) -> Any:
-        from torch_geometric.datasets import Planetoid
-        from torch_geometric.transforms import NormalizeFeatures
-
+    def _find_raw(self, root: Path) -> Path | None:
+        """The folder holding the raw files; ``None`` to download them. Checks names only, reads nothing."""
         wanted = [f"ind.{self.name.lower()}.{suffix}" for suffix in _PLANETOID_FILES]
         candidates = [root / "planetoid" / self.name / "raw", root / self.name / "raw", root / "raw"]
         raw = next((c for c in candidates if all((c / f).is_file() for f in wanted)), None)
-        if raw is not None:
-            cache_root = _copy_to_cache(raw, "planetoid", self.name)
-        elif download:
-            cache_root = cache_dir("planetoid", "downloaded")
-        else:
+        if raw is None and not self.download:
             raise FileNotFoundError(
                 f"{self.name} raw files not found: looked in {', '.join(map(str, candidates))} for "
                 f"{', '.join(wanted)}. Point root (or $ZOO_DATA) at the folder that holds them, or pass download=True."
             )
+        return raw
+
+    @cached_property
+    def graph(self) -> Any:
+        """The graph with its split masks: copied to the cache and processed by PyG once, then read."""
+        from torch_geometric.datasets import Planetoid
+        from torch_geometric.transforms import NormalizeFeatures
+
+        raw = self._raw
+        root = cache_dir("planetoid", "downloaded") if raw is None else _cache_root(raw, "planetoid", self.name)
         transform = NormalizeFeatures() if self.normalize_features else None
-        return Planetoid(str(cache_root), self.name, split="public", transform=transform)[0]
+        with cache_lock(root):  # DDP ranks: one copies and processes, the others wait and read
+            if self._raw is not None:
+                _copy_to_cache(self._raw, root, self.name)
+            graph = Planetoid(str(root), self.name, split="public", transform=transform)[0]
+        if not bool(graph.train_mask.any()):
+            raise ValueError(f"{self.name}: the split's train_mask selects no node")
+        return graph
+
+    @property
+    def in_channels(self) -> int:
+        """Node feature size (linked into the task; reading it reads the graph)."""
+        return int(self.graph.num_features)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (linked into the task)."""
+        return int(self.graph.y.max()) + 1
+
+    def prepare_data(self) -> None:
+        """Copy and process the raw files into the cache (once per node, before every rank's ``setup``)."""
+        _ = self.graph
 
     def setup(self, stage: str | None = None) -> None:
-        """Nothing to prepare: the graph was read at creation (its sizes are linked into the model)."""
+        """Read the processed graph."""
+        _ = self.graph
 
     def _graph_loader(self, stage: str) -> Any:
         from torch_geometric.loader import DataLoader
@@ -144,17 +186,21 @@ class PlanetoidDataModule(ZooDataModule):
             num_workers=self._workers(),
         )
 
-    def train_dataloader(self) -> Any:  # noqa: D102
+    @override
+    def train_dataloader(self) -> Any:
         return self._graph_loader("train")
 
-    def val_dataloader(self) -> Any:  # noqa: D102
+    @override
+    def val_dataloader(self) -> Any:
         return self._graph_loader("val")
 
-    def test_dataloader(self) -> Any:  # noqa: D102
+    @override
+    def test_dataloader(self) -> Any:
         return self._graph_loader("test")
 
     @property
-    def has_test_data(self) -> bool:  # noqa: D102
+    @override
+    def has_test_data(self) -> bool:
         return True
 
 
@@ -242,13 +288,16 @@ class GraphClassificationDataModule(ZooDataModule):
             drop_last=train and len(graphs) > self.batch_size,
         )
 
-    def train_dataloader(self) -> Any:  # noqa: D102
+    @override
+    def train_dataloader(self) -> Any:
         return self._graph_loader(self.train_set, train=True)
 
-    def val_dataloader(self) -> Any:  # noqa: D102
+    @override
+    def val_dataloader(self) -> Any:
         return self._graph_loader(self.val_set, train=False)
 
-    def test_dataloader(self) -> Any:  # noqa: D102
+    @override
+    def test_dataloader(self) -> Any:
         return self._graph_loader(self.test_set, train=False)
 
 
@@ -301,9 +350,14 @@ class MotifGraphsDataModule(GraphClassificationDataModule):
         )
         if num_graphs < 3 * 3:
             raise ValueError(f"num_graphs must be at least 9 (three per motif), got {num_graphs}")
-        self.graphs = _motif_graphs(num_graphs, base_nodes, generator_seed)
+        self.num_graphs, self.base_nodes, self.generator_seed = num_graphs, base_nodes, generator_seed
         self.in_channels, self.num_classes = 1, len(self.MOTIFS)
         self.class_names = self.MOTIFS
+
+    @cached_property
+    def graphs(self) -> list[Any]:
+        """The generated graphs (made on first use, in ``setup``)."""
+        return _motif_graphs(self.num_graphs, self.base_nodes, self.generator_seed)
 
 
 def _motif_graphs(num_graphs: int, base_nodes: int, seed: int) -> list[Any]:
@@ -378,23 +432,40 @@ class TUDataModule(GraphClassificationDataModule):
             pin_memory,
             seed,
         )
-        from torch_geometric.datasets import TUDataset
-        from torch_geometric.transforms import Constant
-
         base = data_root(root)
+        self.name = name
         candidates = [base / "TUDataset" / name / "raw", base / name / "raw"]
-        raw = next((c for c in candidates if (c / f"{name}_A.txt").is_file()), None)
-        if raw is not None:
-            cache_root = _copy_to_cache(raw, "tu", name)
-        elif download:
-            cache_root = cache_dir("tu", "downloaded")
-        else:
+        self._raw = next((c for c in candidates if (c / f"{name}_A.txt").is_file()), None)
+        if self._raw is None and not download:
             raise FileNotFoundError(
                 f"TU dataset {name} not found: looked for {name}_A.txt in {', '.join(map(str, candidates))}. "
                 "Point root (or $ZOO_DATA) at it, or pass download=True."
             )
-        dataset = TUDataset(str(cache_root), name)
-        if dataset.num_features == 0:
-            dataset = TUDataset(str(cache_root), name, transform=Constant())
-        self.graphs = dataset
-        self.in_channels, self.num_classes = int(dataset.num_features), int(dataset.num_classes)
+
+    @cached_property
+    def graphs(self) -> Any:
+        """The dataset: copied to the cache and processed by PyG once (one process at a time), then read."""
+        from torch_geometric.datasets import TUDataset
+        from torch_geometric.transforms import Constant
+
+        raw = self._raw
+        root = cache_dir("tu", "downloaded") if raw is None else _cache_root(raw, "tu", self.name)
+        with cache_lock(root):  # DDP ranks: one copies and processes, the others wait and read
+            if raw is not None:
+                _copy_to_cache(raw, root, self.name)
+            dataset = TUDataset(str(root), self.name)
+        return dataset if dataset.num_features else TUDataset(str(root), self.name, transform=Constant())
+
+    @property
+    def in_channels(self) -> int:
+        """Node feature size (linked into the task; reading it loads the dataset)."""
+        return int(self.graphs.num_features)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of graph classes (linked into the task)."""
+        return int(self.graphs.num_classes)
+
+    def prepare_data(self) -> None:
+        """Copy and process the raw files into the cache (once per node, before every rank's ``setup``)."""
+        _ = self.graphs

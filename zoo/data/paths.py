@@ -8,9 +8,12 @@ caches, processed files and downloads go under :func:`cache_dir` (``$ZOO_CACHE``
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["cache_dir", "data_root"]
+__all__ = ["cache_dir", "cache_lock", "data_root", "write_text_atomically"]
 
 _DEFAULT = Path("~/.cache/zoo")
 
@@ -27,3 +30,30 @@ def cache_dir(*parts: str) -> Path:
     path = Path(os.environ.get("ZOO_CACHE") or _DEFAULT).expanduser().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def cache_lock(entry: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the cache entry ``entry`` (a ``.lock`` file beside it) while it is filled.
+
+    Every DDP rank creates its data module and may find a cache entry missing at the same moment; under the
+    lock the first one fills it and the others wait, then find it complete, so no two processes ever write
+    the same file (``filelock``: ``fcntl`` locks on POSIX, ``msvcrt`` on Windows).
+    """
+    from filelock import FileLock
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry.parent / f".{entry.name}.lock")):
+        yield
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it: readers never see half a file."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

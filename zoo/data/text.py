@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -10,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import ZooDataModule
-from zoo.data.paths import cache_dir, data_root
+from zoo.data.paths import cache_dir, cache_lock, data_root, write_text_atomically
 from zoo.data.sampling import sample_seed
 from zoo.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, tokenizer_from_config
 
@@ -63,11 +64,11 @@ class TokenBlocks(Dataset):
 class TextCorpusDataModule(ZooDataModule):
     """A plain-text file, tokenised, split into a training head and a validation tail, served as blocks.
 
-    The file is read as UTF-8 when the module is created, because the vocabulary size (linked into the model by
-    ``zoo fit``) depends on it. Tokenisation is by character (the corpus's own characters, as nanoGPT's
-    character level), by byte (any text, 256 ids) or by byte-level BPE trained on the training text with Hugging
-    Face ``tokenizers`` and cached under ``$ZOO_CACHE``. The tokenizer travels with checkpoints (the
-    ``LanguageModel`` task stores it), so ``zoo generate`` needs only the checkpoint.
+    The file is read as UTF-8 when the vocabulary size is first asked for (``zoo fit`` links it into the model
+    before training), not when the module is created. Tokenisation is by character (the corpus's own
+    characters, as nanoGPT's character level), by byte (any text, 256 ids) or by byte-level BPE trained on the
+    training text with Hugging Face ``tokenizers`` and cached under ``$ZOO_CACHE``. The tokenizer travels with
+    checkpoints (the ``LanguageModel`` task stores it), so ``zoo generate`` needs only the checkpoint.
 
     Args:
         path: The corpus file, absolute or relative to ``root`` (default ``$ZOO_DATA``, else ``~/.cache/zoo``).
@@ -83,8 +84,9 @@ class TextCorpusDataModule(ZooDataModule):
         ``(inputs, targets)``: ``(B, block_size)`` int64 each.
 
     Raises:
-        FileNotFoundError: If the corpus does not exist.
-        ValueError: If it is empty, or too short for the split and block size.
+        FileNotFoundError: If the corpus does not exist (when the module is created).
+        ValueError: If it is empty (when it is first read), or too short for the split and block size (in
+            ``setup``).
     """
 
     def __init__(
@@ -111,34 +113,45 @@ class TextCorpusDataModule(ZooDataModule):
         self.path = Path(path) if Path(path).is_absolute() else data_root(root) / path
         if not self.path.is_file():
             raise FileNotFoundError(f"text corpus {self.path} does not exist")
-        self.text = self.path.read_text(encoding="utf-8")
-        if not self.text.strip():
-            raise ValueError(f"text corpus {self.path} is empty")
         self.block_size = block_size
         self.val_fraction = val_fraction
         self.tokenizer_kind = tokenizer
-        self.split_at = int(len(self.text) * (1 - val_fraction))
-        self.tokenizer: Tokenizer = self._make_tokenizer(tokenizer, bpe_vocab_size)
+        self.bpe_vocab_size = bpe_vocab_size
+
+    @cached_property
+    def text(self) -> str:
+        """The corpus, read once."""
+        text = self.path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise ValueError(f"text corpus {self.path} is empty")
+        return text
+
+    @property
+    def split_at(self) -> int:
+        """Character offset where the validation tail begins."""
+        return int(len(self.text) * (1 - self.val_fraction))
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer (a data fact); a BPE one is trained on the training text once and cached."""
+        if self.tokenizer_kind == "byte":
+            return ByteTokenizer()
+        if self.tokenizer_kind == "char":
+            return CharTokenizer.from_text(self.text)
+        size = self.bpe_vocab_size
+        key = hashlib.sha1(f"{self.split_at}|{size}|".encode() + self.text.encode()).hexdigest()[:16]
+        cached = cache_dir("tokenizers") / f"{self.path.stem}-bpe{size}-{key}.json"
+        with cache_lock(cached):  # DDP ranks: one trains, the others read its file
+            if cached.is_file():
+                return tokenizer_from_config({"type": "bpe", "json": cached.read_text()})
+            trained = BPETokenizer.train([self.text[: self.split_at]], size)
+            write_text_atomically(cached, trained.to_config()["json"])
+        return trained
 
     @property
     def vocab_size(self) -> int:
         """Number of token ids (linked into the model)."""
         return self.tokenizer.vocab_size
-
-    def _make_tokenizer(self, kind: str, bpe_vocab_size: int) -> Tokenizer:
-        if kind == "char":
-            return CharTokenizer.from_text(self.text)
-        if kind == "byte":
-            return ByteTokenizer()
-        key = hashlib.sha1(f"{self.split_at}|{bpe_vocab_size}|".encode() + self.text.encode()).hexdigest()[:16]
-        cached = cache_dir("tokenizers") / f"{self.path.stem}-bpe{bpe_vocab_size}-{key}.json"
-        if cached.is_file():
-            return tokenizer_from_config({"type": "bpe", "json": cached.read_text()})
-        trained = BPETokenizer.train([self.text[: self.split_at]], bpe_vocab_size)
-        temporary = cached.with_suffix(".tmp")
-        temporary.write_text(trained.to_config()["json"])
-        temporary.replace(cached)
-        return trained
 
     def setup(self, stage: str | None = None) -> None:
         """Tokenise the corpus and cut the training and validation blocks."""

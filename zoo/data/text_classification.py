@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import ZooDataModule
-from zoo.data.paths import cache_dir, data_root
+from zoo.data.paths import cache_dir, cache_lock, data_root, write_text_atomically
 
 __all__ = ["TextClassificationDataModule", "read_labelled_text"]
 
@@ -90,9 +91,13 @@ class TextClassificationDataModule(ZooDataModule):
     Batches:
         ``{"input_ids": (B, L), "attention_mask": (B, L), "labels": (B,)}``, int64.
 
+    The training file is read, and a tokenizer trained, when the label names or the vocabulary are first asked
+    for (``zoo fit`` links them into the task before training), not when the module is created.
+
     Raises:
-        FileNotFoundError: For a missing file or tokenizer directory.
-        ValueError: For a missing column, an empty file, or a validation/test label absent from training.
+        FileNotFoundError: For a missing file or tokenizer directory (when the module is created).
+        ValueError: For a missing column or an empty file (when the training file is read), or a validation/test
+            label absent from training (in ``setup``).
     """
 
     def __init__(
@@ -120,45 +125,53 @@ class TextClassificationDataModule(ZooDataModule):
             split: (Path(f) if Path(f).is_absolute() else base / f) if f is not None else None
             for split, f in (("train", train_file), ("val", val_file), ("test", test_file))
         }
+        for path in self.files.values():
+            if path is not None and not path.is_file():
+                raise FileNotFoundError(f"data file {path} does not exist")
+        self.tokenizer_dir = None
+        if tokenizer is not None:
+            self.tokenizer_dir = Path(tokenizer) if Path(tokenizer).is_absolute() else base / tokenizer
+            if not self.tokenizer_dir.is_dir():
+                raise FileNotFoundError(f"tokenizer directory {self.tokenizer_dir} does not exist")
         self.columns = (text_column, label_column)
         self.max_length = max_length
+        self.wordpiece_size = vocab_size
         self.val_split = val_split
         self.split_seed = split_seed
-        texts, labels = read_labelled_text(self.files["train"], *self.columns)
-        self.class_names = _sorted_labels(labels)
-        self.num_classes = len(self.class_names)
-        self.tokenizer = self._load_tokenizer(tokenizer, base, texts, vocab_size)
-        self.vocab_size = len(self.tokenizer)
         self.collate_fn = self._collate
 
-    def _load_tokenizer(self, tokenizer: str | None, base: Path, texts: Sequence[str], vocab_size: int) -> Any:
+    @cached_property
+    def _training_rows(self) -> tuple[list[str], list[str]]:
+        return read_labelled_text(self.files["train"], *self.columns)
+
+    @cached_property
+    def class_names(self) -> tuple[str, ...]:
+        """The distinct labels of the training file, sorted (numerically when all are integers)."""
+        return _sorted_labels(self._training_rows[1])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (linked into the task)."""
+        return len(self.class_names)
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids the tokenizer produces (linked into a from-scratch encoder)."""
+        return len(self.tokenizer)
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        """The saved tokenizer, or a WordPiece one trained on the training texts once and cached."""
         from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-        if tokenizer is not None:
-            directory = Path(tokenizer) if Path(tokenizer).is_absolute() else base / tokenizer
-            if not directory.is_dir():
-                raise FileNotFoundError(f"tokenizer directory {directory} does not exist")
-            return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        key = hashlib.sha1(f"{vocab_size}|".encode() + "\n".join(texts).encode()).hexdigest()[:16]
-        cached = cache_dir("tokenizers") / f"wordpiece{vocab_size}-{key}.json"
-        if not cached.is_file():
-            from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-
-            wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-            wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
-            wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-            wordpiece.decoder = decoders.WordPiece()
-            wordpiece.train_from_iterator(
-                texts,
-                trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=_SPECIAL_TOKENS, show_progress=False),
-            )
-            cls_id, sep_id = wordpiece.token_to_id("[CLS]"), wordpiece.token_to_id("[SEP]")
-            wordpiece.post_processor = processors.TemplateProcessing(
-                single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
-            )
-            temporary = cached.with_suffix(".tmp")
-            wordpiece.save(str(temporary))
-            temporary.replace(cached)
+        if self.tokenizer_dir is not None:
+            return AutoTokenizer.from_pretrained(str(self.tokenizer_dir), local_files_only=True)
+        texts, size = self._training_rows[0], self.wordpiece_size
+        key = hashlib.sha1(f"{size}|".encode() + "\n".join(texts).encode()).hexdigest()[:16]
+        cached = cache_dir("tokenizers") / f"wordpiece{size}-{key}.json"
+        with cache_lock(cached):  # DDP ranks: one trains, the others read its file
+            if not cached.is_file():
+                _train_wordpiece(texts, size, cached)
         return PreTrainedTokenizerFast(
             tokenizer_file=str(cached), unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
             sep_token="[SEP]", mask_token="[MASK]",
@@ -209,3 +222,21 @@ def _sorted_labels(labels: Sequence[str]) -> tuple[str, ...]:
     if all(label.lstrip("-").isdigit() for label in distinct):
         return tuple(sorted(distinct, key=int))
     return tuple(sorted(distinct))
+
+
+def _train_wordpiece(texts: Sequence[str], vocab_size: int, path: Path) -> None:
+    """Train a BERT-style WordPiece tokenizer on ``texts`` and save it to ``path`` (written atomically)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.decoder = decoders.WordPiece()
+    wordpiece.train_from_iterator(
+        texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=_SPECIAL_TOKENS, show_progress=False)
+    )
+    cls_id, sep_id = wordpiece.token_to_id("[CLS]"), wordpiece.token_to_id("[SEP]")
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    write_text_atomically(path, wordpiece.to_str())

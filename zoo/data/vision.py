@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -308,8 +308,12 @@ class ImageFolderDataModule(VisionDataModule):
     Batches:
         ``(images, labels)``: ``(B, in_chans, image_size, image_size)`` float32 and ``(B,)`` int64.
 
+    The class folders are listed when the classes are first asked for (``zoo fit`` links their number into the
+    task), not when the module is created.
+
     Raises:
-        FileNotFoundError: If ``root/train_dir`` is missing, has no class folders, or a class holds no image.
+        FileNotFoundError: If ``root/train_dir`` is missing (when the module is created), or has no class folders
+            or a class without images (when the classes are listed).
     """
 
     def __init__(
@@ -345,8 +349,18 @@ class ImageFolderDataModule(VisionDataModule):
             raise ValueError(f"mean and std need {in_chans} values each, got {self.mean} and {self.std}")
         self.augment = augment
         self.split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
-        self.class_names = _class_folders(self.root / train_dir)
-        self.num_classes = len(self.class_names)
+        if not (self.root / train_dir).is_dir():
+            raise FileNotFoundError(f"data folder {self.root / train_dir} does not exist")
+
+    @cached_property
+    def class_names(self) -> tuple[str, ...]:
+        """The class folders of the training split, sorted."""
+        return _class_folders(self.root / self.split_dirs["train"])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (linked into the task)."""
+        return len(self.class_names)
 
     def _images(self, split: str) -> datasets.ImageFolder | None:
         """The untransformed ``(PIL image, label)`` dataset of a split, or ``None`` when it has no folder."""
