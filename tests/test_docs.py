@@ -67,3 +67,41 @@ def test_finetuning_page_examples_run(repo: Path, tmp_path: Path, monkeypatch: p
         exec(compile(block.replace("max_epochs=3", short), "finetuning.md", "exec"), namespace)
         assert namespace["trainer"].current_epoch == 2
     assert (tmp_path / "finetuned.safetensors").is_file()
+
+
+def test_the_add_a_task_example_trains_and_exports_with_no_other_edit(repo: Path, tmp_path: Path) -> None:
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from export.formats import write
+    from export.specs import export_spec
+    from export.verify import verify_artifact
+    from zoo.data import DataFacts
+
+    (example,) = [
+        b for b in _code_blocks((repo / "docs/pages/architecture.md").read_text(), "python") if "ZooTask" in b
+    ]
+    namespace: dict = {}
+    exec(compile(example, "architecture.md", "exec"), namespace)
+    task = namespace["ImageRegressor"]("speedrun_net_tiny")
+    task.adopt_data_facts(DataFacts(in_chans=3, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3))
+    data = TensorDataset(torch.randn(8, 3, 32, 32), torch.randn(8))
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(task, DataLoader(data, batch_size=4), DataLoader(data, batch_size=4))
+    assert (
+        torch.isfinite(trainer.callback_metrics["val/loss"])
+        and task.count_samples(next(iter(DataLoader(data, 4)))) == 4
+    )
+    spec = export_spec(task)
+    write("exported_program", spec, {"model_name": task.backbone_name}, tmp_path / "regressor.pt2")
+    assert verify_artifact("exported_program", tmp_path / "regressor.pt2", spec).passed
+    assert task.inference_signature().to_dict()["preprocessing"]["mean"] == [0.5] * 3
+
+
+def test_the_repository_is_ruff_clean(repo: Path) -> None:
+    """`ruff check` and `ruff format --check` pass on the whole repository (the house style, kept by a test)."""
+    for command in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, str(repo)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
