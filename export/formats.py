@@ -1,7 +1,8 @@
 """Write and read the three artifact formats, each carrying the metadata JSON.
 
-* ONNX: ``torch.onnx.export(dynamo=True)`` with dynamic dimensions; metadata in ``metadata_props``; checked
-  with ``onnx.checker.check_model(full_check=True)`` and run with onnxruntime.
+* ONNX: ``torch.onnx.export(dynamo=True)`` with dynamic dimensions; metadata in ``metadata_props``, beside the
+  CRC-32 of every weight (``zoo_weights_crc32``); checked with ``onnx.checker.check_model(full_check=True)``
+  and run with onnxruntime.
 * TorchScript: ``torch.jit.trace``; metadata as the extra file ``zoo_metadata.json``. TorchScript is
   deprecated upstream in favour of ``torch.export``; zoo keeps it because deployments still load it.
 * ExportedProgram: ``torch.export.export`` with dynamic dimensions, saved with ``torch.export.save``;
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,10 +24,11 @@ import torch
 from export.metadata import METADATA_FILE, dumps
 from export.specs import ExportSpec
 
-__all__ = ["FORMATS", "SUFFIXES", "read_metadata", "runner", "write"]
+__all__ = ["FORMATS", "SUFFIXES", "check_artifact", "read_metadata", "runner", "write"]
 
 FORMATS = ("onnx", "torchscript", "exported_program")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported_program": ".pt2"}
+WEIGHTS_CRC_KEY = "zoo_weights_crc32"  # ONNX metadata_props key: {initializer name: CRC-32 of its bytes}
 
 
 def write(fmt: str, spec: ExportSpec, metadata: dict[str, Any], path: Path) -> None:
@@ -75,10 +78,58 @@ def _write_onnx(spec: ExportSpec, example: tuple[torch.Tensor, ...], text: str, 
     )
     program.optimize()
     model = program.model_proto
-    for key, value in ((METADATA_FILE, text), ("model_name", json.loads(text)["model_name"])):
+    crcs = json.dumps(_initializer_crcs(model), sort_keys=True)
+    for key, value in ((METADATA_FILE, text), ("model_name", json.loads(text)["model_name"]), (WEIGHTS_CRC_KEY, crcs)):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save_model(model, str(path))  # verification runs onnx.checker (full_check) on the saved file
+
+
+def _initializer_crcs(model: Any) -> dict[str, int]:
+    """CRC-32 of each weight stored in an ONNX model (weights kept in external files are left out)."""
+    from onnx import TensorProto, numpy_helper
+
+    return {
+        init.name: zlib.crc32(numpy_helper.to_array(init).tobytes())
+        for init in model.graph.initializer
+        if init.data_location != TensorProto.EXTERNAL
+    }
+
+
+def check_artifact(path: str | Path) -> None:
+    """Refuse an artifact whose weights changed after export, naming what changed.
+
+    TorchScript files and ExportedPrograms are zip archives with a CRC-32 per member; ONNX files carry the
+    CRC-32 of every weight in their metadata (artifacts exported before zoo recorded them are not checked).
+
+    Raises:
+        ValueError: Naming the file and the damaged member or weights.
+    """
+    from zoo.checkpoints import damaged_member
+
+    path = Path(path)
+    if path.suffix != ".onnx":
+        damaged = damaged_member(path)
+        if damaged is not None:
+            raise ValueError(
+                f"exported model {path} is damaged: the bytes of its member {damaged!r} no longer match the CRC-32 "
+                "written with them; export the checkpoint again"
+            )
+        return
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    stored = next((p.value for p in model.metadata_props if p.key == WEIGHTS_CRC_KEY), None)
+    if stored is None:
+        return
+    expected, actual = json.loads(stored), _initializer_crcs(model)
+    changed = sorted(name for name in expected if actual.get(name) != expected[name])
+    if changed:
+        shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
+        raise ValueError(
+            f"exported model {path} is damaged: {len(changed)} weight(s) ({shown}) differ from those recorded at "
+            "export; export the checkpoint again"
+        )
 
 
 def runner(fmt: str, path: Path) -> Callable[..., torch.Tensor]:

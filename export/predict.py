@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.formats import read_metadata, runner
+from export.formats import check_artifact, read_metadata, runner
 from zoo.data.facts import tokenizer_from_spec
 from zoo.tasks.signature import ImageInput, InferenceSignature, TextInput, TokenInput
 
@@ -29,7 +29,8 @@ def load(path: str | os.PathLike[str]) -> ExportedModel:
 
     Raises:
         FileNotFoundError: If the file is missing.
-        ValueError: If the suffix is unknown or the file carries no zoo metadata.
+        ValueError: If the suffix is unknown, the file carries no zoo metadata, or its weights changed after
+            export (see :func:`export.formats.check_artifact`).
     """
     path = Path(path)
     if not path.is_file():
@@ -37,6 +38,7 @@ def load(path: str | os.PathLike[str]) -> ExportedModel:
     fmt = _FORMAT_OF_SUFFIX.get(path.suffix)
     if fmt is None:
         raise ValueError(f"{path}: unknown artifact suffix {path.suffix!r}; expected .onnx, .pt2 or .torchscript.pt")
+    check_artifact(path)
     return ExportedModel(path, fmt, read_metadata(path))
 
 
@@ -87,22 +89,27 @@ class ExportedModel:
 
         pre: ImageInput = self._preprocessing(ImageInput, "images were given")
         side, channels = pre.image_size, pre.in_chans
-        mean = torch.tensor(pre.mean or [0.0] * channels).view(1, -1, 1, 1)
-        std = torch.tensor(pre.std or [1.0] * channels).view(1, -1, 1, 1)
-        arrays = []
+        mean, std = pre.mean or (0.0,) * channels, pre.std or (1.0,) * channels
+        mode = "RGB" if channels == 3 else "L"
+        pictures = []
         for item in images:
             if isinstance(item, str | os.PathLike):
                 with Image.open(item) as opened:
-                    image = opened.convert("RGB" if channels == 3 else "L")
-            elif isinstance(item, np.ndarray):
-                image = Image.fromarray(item)
+                    pictures.append(opened.convert(mode))
             else:
-                image = item.convert("RGB" if channels == 3 else "L")
-            if image.size != (side, side):
-                image = image.resize((side, side), Image.Resampling.BILINEAR)
-            arrays.append(np.asarray(image, dtype=np.uint8).reshape(side, side, channels))
+                pictures.append((Image.fromarray(item) if isinstance(item, np.ndarray) else item).convert(mode))
+        if pre.crop_pct is not None:  # the data's own evaluation transform
+            from zoo.data.vision import evaluation_transform
+
+            transform = evaluation_transform(side, pre.crop_pct, mean, std)
+            return torch.stack([transform(picture) for picture in pictures])
+        arrays = []
+        for picture in pictures:
+            if picture.size != (side, side):
+                picture = picture.resize((side, side), Image.Resampling.BILINEAR)
+            arrays.append(np.asarray(picture, dtype=np.uint8).reshape(side, side, channels))
         batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
-        return (batch - mean) / std
+        return (batch - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
     def predict(self, inputs: Sequence[str | os.PathLike[str] | Any], top_k: int = 5) -> list[list[tuple[str, float]]]:
         """Classify raw inputs: per input, the ``top_k`` ``(label, probability)`` pairs, most likely first.
@@ -111,8 +118,13 @@ class ExportedModel:
         classifier (the signature's preprocessing says which).
 
         Raises:
-            ValueError: For a model whose raw input is neither images nor text (a language model, a denoiser).
+            ValueError: For no inputs, a single input not in a list, or a model whose raw input is neither images
+                nor text (a language model, a denoiser).
         """
+        if isinstance(inputs, str | os.PathLike):
+            raise ValueError(f"predict() takes a list of inputs, got the single {inputs!r}; pass [{inputs!r}]")
+        if len(inputs) == 0:
+            raise ValueError("predict() got an empty list: give at least one image or text")
         if isinstance(self.signature.preprocessing, TextInput):
             logits = self(*self.preprocess_texts([str(text) for text in inputs]))
         elif isinstance(self.signature.preprocessing, ImageInput):

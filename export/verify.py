@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from export.formats import runner
+from export.formats import check_artifact, runner
 from export.specs import ExportSpec
 
 __all__ = ["Verification", "verify_artifact"]
@@ -36,6 +36,7 @@ def verify_artifact(fmt: str, path: Path, spec: ExportSpec) -> Verification:
     with the reason, rather than raising.
     """
     try:
+        check_artifact(path)
         if fmt == "onnx":
             import onnx
 

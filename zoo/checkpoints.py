@@ -4,7 +4,8 @@ Every command that opens a checkpoint (``zoo fit --ckpt_path``, ``zoo generate``
 ``zoo export``, ``zoo.load_weights``, the leaderboard) goes through here, so they all refuse the same bad
 files with the same messages:
 
-* :func:`check_file`: missing or truncated files are named before anything is unpickled;
+* :func:`check_file`: missing, truncated or damaged files (a member whose bytes no longer match the CRC-32
+  written with them) are named before anything is unpickled;
 * :func:`load_safely`: ``torch.load(weights_only=True)``, never a silent fallback to full unpickling;
 * :class:`ZooMetadata`: what a checkpoint says about itself (data facts, recipe, metrics), typed;
 * :func:`load_checkpoint`: the task rebuilt from its stored arguments, holding exactly the stored weights;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -38,6 +40,7 @@ __all__ = [
     "ZooMetadata",
     "check_file",
     "check_weights_fit",
+    "damaged_member",
     "load_checkpoint",
     "load_safely",
     "read_checkpoint",
@@ -52,14 +55,16 @@ class WeightsMismatchError(ValueError):
 
 
 def check_file(path: str | os.PathLike[str]) -> Path:
-    """Fail early, naming the file, when ``path`` is missing or is not a complete torch checkpoint.
+    """Fail early, naming the file, when ``path`` is missing, truncated or damaged.
 
     A torch checkpoint is a zip archive whose central directory is written last, so a truncated file is
-    recognised without unpickling anything.
+    recognised without unpickling anything; and ``torch.save`` writes each member's CRC-32, so bytes changed
+    after saving (a flipped bit on disk, a bad copy) are found by reading the file once, before any weight
+    silently changes a result.
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: If it is truncated or not a checkpoint.
+        ValueError: If it is truncated, not a checkpoint, or damaged (naming the member and the tensors in it).
     """
     path = Path(path)
     if not path.is_file():
@@ -70,7 +75,68 @@ def check_file(path: str | os.PathLike[str]) -> Path:
             f"checkpoint {path} is truncated or not a torch checkpoint ({size} bytes, no zip directory at its "
             "end); resume from another checkpoint, e.g. the best one beside it"
         )
+    damaged = damaged_member(path)
+    if damaged is not None:
+        tensors = _tensors_in_member(path, damaged)
+        held = f" (it holds {', '.join(tensors[:5])}{', ...' if len(tensors) > 5 else ''})" if tensors else ""
+        raise ValueError(
+            f"checkpoint {path} is damaged: the bytes of its member {damaged!r}{held} no longer match the CRC-32 "
+            "written with them, so the file changed after it was saved; use another checkpoint, e.g. the best "
+            "one beside it"
+        )
     return path
+
+
+def damaged_member(path: str | os.PathLike[str]) -> str | None:
+    """The first member of the zip archive ``path`` whose bytes fail their CRC-32, or ``None``.
+
+    Checkpoints, TorchScript files and ``torch.export`` programs are all such archives.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except zipfile.BadZipFile as err:  # a damaged local header: the member cannot even be read
+        return str(err)
+
+
+def _tensors_in_member(path: Path, member: str) -> list[str]:
+    """Where in the checkpoint the tensors stored in ``member`` are (``state_dict.backbone.stem.0.weight``).
+
+    A member holds one storage; the loaded storage's bytes are the member's (damaged) bytes, so the tensors
+    whose storage has the member's actual CRC-32 are the ones it holds. Used only to word an error.
+    """
+    try:
+        actual = zlib.crc32(_stored_bytes(path, member))
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # the message is still right without the names
+        return []
+    found: list[str] = []
+
+    def visit(value: Any, where: str) -> None:
+        if isinstance(value, torch.Tensor):
+            storage = torch.empty(0, dtype=torch.uint8).set_(value.untyped_storage())
+            if zlib.crc32(storage.numpy().tobytes()) == actual:
+                found.append(where)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{where}.{key}" if where else str(key))
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                visit(item, f"{where}[{index}]")
+
+    visit(loaded, "")
+    return found
+
+
+def _stored_bytes(path: Path, member: str) -> bytes:
+    """A stored (uncompressed) member's bytes as they are on disk, without the CRC check ``ZipFile.read`` does."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    with path.open("rb") as f:
+        f.seek(info.header_offset + 26)
+        name_length, extra_length = int.from_bytes(f.read(2), "little"), int.from_bytes(f.read(2), "little")
+        f.seek(info.header_offset + 30 + name_length + extra_length)
+        return f.read(info.compress_size)
 
 
 def load_safely(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:

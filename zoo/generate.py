@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from zoo.cli import at_least
+
 __all__ = ["run_generate_command"]
 
 
@@ -15,11 +17,13 @@ def run_generate_command(argv: list[str]) -> None:
     )
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `zoo fit` (e.g. .../last.ckpt)")
     parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    parser.add_argument("--max_new_tokens", type=int, default=500)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 always picks the most likely token")
-    parser.add_argument("--top_k", type=int, default=200, help="sample among the k most likely tokens (0: all)")
+    parser.add_argument("--max_new_tokens", type=at_least(0), default=500)
+    parser.add_argument(
+        "--temperature", type=at_least(0.0, float), default=0.8, help="0 always picks the most likely token"
+    )
+    parser.add_argument("--top_k", type=at_least(0), default=200, help="sample among the k most likely tokens (0: all)")
     parser.add_argument("--seed", type=int, default=1337, help="the same seed gives the same samples")
-    parser.add_argument("--num_samples", type=int, default=1)
+    parser.add_argument("--num_samples", type=at_least(1), default=1)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     args = parser.parse_args(argv)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar, Timer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -71,7 +71,7 @@ class ZooLightningCLI(LightningCLI):
             trainer_defaults=_TRAINER_DEFAULTS,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": False},
-            parser_kwargs={"description": "Train and evaluate zoo models from recipes."},
+            parser_kwargs={"description": "Train and evaluate zoo models from recipes.", "allow_abbrev": False},
             args=args,
             run=run,
         )
@@ -125,9 +125,13 @@ class ZooLightningCLI(LightningCLI):
             else []
         )
         if not found:
-            _print_on_rank_zero(
-                f"--ckpt_path last: no last checkpoint under {run_root}/version_*/checkpoints; starting a new run"
-            )
+            where = f"{run_root}/version_*/checkpoints" if run_root else "the run folder (no logger is set)"
+            if subcommand != "fit":
+                raise FileNotFoundError(
+                    f"--ckpt_path last: no last checkpoint under {where}, so there is nothing to {subcommand}; "
+                    "train with `zoo fit` first, or pass the path of a checkpoint"
+                )
+            _print_on_rank_zero(f"--ckpt_path last: no last checkpoint under {where}; starting a new run")
             config.ckpt_path = None
             return
         config.ckpt_path = str(check_file(found[-1]))
@@ -212,6 +216,15 @@ class ZooLightningCLI(LightningCLI):
         parser = self.parser if self.subcommand is None else self._parser(self.subcommand)  # run=False: no subcommand
         text = parser.dump(config, skip_none=False, skip_validation=True)
         return (", ".join(paths) or None), text
+
+    def before_fit(self) -> None:
+        """Say so when nothing bounds the run (Lightning then trains until it is stopped)."""
+        timed = any(isinstance(callback, Timer) for callback in self.trainer.callbacks)  # --trainer.max_time
+        if self.trainer.max_epochs == -1 and self.trainer.max_steps == -1 and not timed:
+            _print_on_rank_zero(
+                "max_epochs=-1 and no max_steps or max_time: training runs until it is stopped "
+                "(Ctrl+C or SIGTERM saves last.ckpt first)"
+            )
 
     def after_fit(self) -> None:
         """Test the best checkpoint when asked, then say where everything went."""

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zoo.cli import at_least
+
 if TYPE_CHECKING:
     import torch
 
@@ -25,19 +27,17 @@ def run_sample_command(argv: list[str]) -> None:
     )
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `zoo fit` (e.g. .../last.ckpt)")
     parser.add_argument("--out", required=True, help="folder for grid.png and images/NNNNN.png (created)")
-    parser.add_argument("--num_images", type=int, default=64)
+    parser.add_argument("--num_images", type=at_least(1), default=64)
     parser.add_argument("--seed", type=int, default=0, help="the same seed, sampler and steps give the same images")
     parser.add_argument("--sampler", choices=("ddpm", "ddim"), default=None, help="default: the checkpoint's")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's)")
+    parser.add_argument("--steps", type=at_least(1), default=None, help="sampling steps (default: the checkpoint's)")
     parser.add_argument("--class_label", type=int, default=None, help="one class for every image (conditional)")
     parser.add_argument("--guidance_scale", type=float, default=None, help="classifier-free guidance (1: none)")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (0: deterministic)")
-    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--eta", type=at_least(0.0, float), default=0.0, help="DDIM stochasticity (0: deterministic)")
+    parser.add_argument("--batch_size", type=at_least(1), default=256)
     parser.add_argument("--raw_weights", action="store_true", help="sample with the trained, not the EMA, weights")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     args = parser.parse_args(argv)
-    if args.num_images < 1:
-        parser.error(f"--num_images must be >= 1, got {args.num_images}")
 
     import torch
 

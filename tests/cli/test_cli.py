@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from zoo.cli import main
+from zoo.data import CIFAR10DataModule
 from zoo.lightning_cli import ZooLightningCLI
 
 HEAVY = ("torch", "lightning", "timm", "transformers", "diffusers", "torch_geometric", "onnxruntime", "tensorboard")
@@ -182,3 +183,48 @@ def test_validate_test_and_predict_from_a_checkpoint(
     predicted = ZooLightningCLI(args=["predict", *recipe, "--ckpt_path", ckpt, "--trainer.limit_predict_batches", "1"])
     (probabilities,) = predicted.trainer.predict_loop.predictions
     assert probabilities.shape == (32, 10) and torch.allclose(probabilities.sum(dim=1), torch.ones(32))
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["sample", "--ckpt_path", "c.ckpt", "--out", "o", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
+        (["generate", "--ckpt_path", "c.ckpt", "--temperature", "-1"], "argument --temperature: must be >= 0.0"),
+        (["generate", "--ckpt_path", "c.ckpt", "--max_new_tokens", "-5"], "argument --max_new_tokens: must be >= 0"),
+        (["generate", "--ckpt_path", "c.ckpt", "--top_k", "many"], "argument --top_k: expected a whole number"),
+        (["fit", "--config", "recipes/quickstart.yaml", "--trainer.max_epoch", "1"], "unrecognized arguments"),
+    ],
+)
+def test_values_out_of_range_and_abbreviated_keys_are_refused(
+    command: list[str], message: str, repo: Path, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "zoo", *command], capture_output=True, text=True, cwd=repo, timeout=120
+    )
+    assert done.returncode == 2 and message in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_library_calls_refuse_the_same_values() -> None:
+    from zoo.tasks import DiffusionModel, LanguageModel
+
+    lm = LanguageModel("gpt_nano", vocab_size=11, block_size=8)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        lm.generate(torch.zeros(1, 2, dtype=torch.long), max_new_tokens=2, temperature=-1)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
+        lm.generate(torch.zeros(1, 2, dtype=torch.long), max_new_tokens=-5)
+    unet = DiffusionModel("unet_tiny", image_size=16, backbone_kwargs={"block_out_channels": [8, 8, 8],
+                                                                        "norm_num_groups": 4})  # fmt: skip
+    with pytest.raises(ValueError, match="0 sampling steps asked for"):
+        unet.sample(1, steps=0)
+    with pytest.raises(ValueError, match="val_split must be a share in \\[0, 1\\) or a whole number"):
+        CIFAR10DataModule(variant="mini", val_split=1.5)
+
+
+def test_an_unbounded_run_says_so(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = ZooLightningCLI(
+        args=["--config", str(repo / "recipes/quickstart.yaml"), "--trainer.max_epochs", "-1"], run=False
+    )
+    cli.before_fit()
+    assert "training runs until it is stopped" in capsys.readouterr().out

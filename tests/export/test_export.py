@@ -180,3 +180,58 @@ def test_a_text_classifier_trained_on_files_predicts_from_raw_text(tmp_path: Pat
         eager = task.backbone.eval()(encoded["input_ids"], encoded["attention_mask"]).softmax(dim=-1)
     for row, probabilities in zip(predicted, eager, strict=True):
         assert dict(row) == pytest.approx({"neg": float(probabilities[0]), "pos": float(probabilities[1])}, abs=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".torchscript.pt", ".pt2"])
+def test_an_artifact_with_a_flipped_weight_bit_is_refused_on_load(
+    suffix: str, exported_classifier: tuple[Path, LoadedCheckpoint], tmp_path: Path
+) -> None:
+    from export import load
+
+    folder, loaded = exported_classifier
+    load(folder / f"speedrun_net_tiny{suffix}")  # intact: loads
+    data = bytearray((folder / f"speedrun_net_tiny{suffix}").read_bytes())
+    for weight in loaded.task.backbone.state_dict().values():  # the first weight the format stores verbatim
+        raw = weight.detach().contiguous().numpy().tobytes()
+        start = data.find(raw) if weight.is_floating_point() and weight.numel() > 64 else -1
+        if start >= 0:
+            break
+    data[start + len(raw) // 2] ^= 0x01
+    (tmp_path / f"flipped{suffix}").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"flipped{suffix} is damaged: .*export the checkpoint again"):
+        load(tmp_path / f"flipped{suffix}")
+
+
+def test_predict_on_a_raw_file_prepares_it_as_evaluation_does(image_tree: Path, tmp_path: Path) -> None:
+    """An image folder evaluates on a centre crop of the resized image; predict must see the same pixels."""
+    from PIL import Image
+
+    from export import load
+    from zoo.data import ImageFolderDataModule
+    from zoo.data.vision import evaluation_transform
+
+    wide = tmp_path / "wide.png"
+    with Image.open(next((image_tree / "train").glob("*/*.jpg"))) as picture:
+        picture.convert("RGB").resize((60, 36)).save(wide)  # non-square: a plain resize would squash it
+    data = ImageFolderDataModule(root=str(image_tree), image_size=32, crop_pct=0.8)
+    torch.manual_seed(0)
+    task = ImageClassifier("speedrun_net_tiny", num_classes=data.num_classes)
+    task.adopt_data_facts(data.data_facts)
+    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": {"_class_path": "zoo.tasks.ImageClassifier",
+                                                                        **dict(task.hparams)}}  # fmt: skip
+    task.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "folder.ckpt")
+    assert export_checkpoint(tmp_path / "folder.ckpt", tmp_path / "out", formats=["onnx"]).ok
+    model = load(tmp_path / "out" / "speedrun_net_tiny.onnx")
+    assert model.signature.preprocessing.crop_pct == 0.8
+    with Image.open(wide) as picture:
+        expected = evaluation_transform(32, 0.8, data.mean, data.std)(picture.convert("RGB"))
+    torch.testing.assert_close(model.preprocess_images([wide])[0], expected)
+    with torch.no_grad():
+        eager = task.eval()(expected[None]).softmax(dim=-1)[0]
+    ranked = dict(model.predict([wide], top_k=data.num_classes)[0])
+    assert ranked == pytest.approx({name: float(p) for name, p in zip(data.class_names, eager, strict=True)}, abs=1e-5)
+    with pytest.raises(ValueError, match="takes a list of inputs, got the single"):
+        model.predict(str(wide))
+    with pytest.raises(ValueError, match="got an empty list"):
+        model.predict([])

@@ -168,3 +168,42 @@ def test_cora_recipes_take_other_planetoid_sets_by_name(
     assert (cli.model.hparams.in_channels, cli.model.hparams.num_classes) == (num_features, num_classes)
     assert cli.trainer.current_epoch == 3
     assert torch.isfinite(cli.trainer.callback_metrics["test/loss"])
+
+
+class _Payload:
+    """A pickle that, when read, writes a marker file: what a crafted data file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_a_data_pickle_that_names_code_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    import pickle
+
+    from zoo.data.safe_pickle import UnsafePickleError
+
+    _write_planetoid_raw(tmp_path / "data", "CiteSeer", 12, 3)
+    marker = tmp_path / "marker.txt"
+    (tmp_path / "data" / "CiteSeer" / "raw" / "ind.citeseer.graph").write_bytes(pickle.dumps(_Payload(marker)))
+    data = PlanetoidDataModule("CiteSeer", root=str(tmp_path / "data"))
+    with pytest.raises(UnsafePickleError, match=r"ind\.citeseer\.graph is a pickle that asks to import pathlib"):
+        _ = data.num_classes
+    assert not marker.exists()
+
+
+def test_a_raw_file_replaced_by_one_of_the_same_size_is_processed_again(tmp_path: Path) -> None:
+    import pickle
+
+    import numpy as np
+
+    _write_planetoid_raw(tmp_path / "data", "PubMed", 20, 3)
+    first = PlanetoidDataModule("PubMed", root=str(tmp_path / "data")).graph
+    labels = tmp_path / "data" / "PubMed" / "raw" / "ind.pubmed.ally"
+    size, ally = labels.stat().st_size, pickle.loads(labels.read_bytes())
+    labels.write_bytes(pickle.dumps(np.roll(ally, 1, axis=1)))  # other classes, the same number of bytes
+    assert labels.stat().st_size == size
+    second = PlanetoidDataModule("PubMed", root=str(tmp_path / "data")).graph
+    assert not torch.equal(first.y, second.y)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import resource
 import subprocess
 import time
@@ -103,16 +104,21 @@ def test_rows_appended_to_results_do_not_make_the_tree_dirty(tmp_path: Path) -> 
     assert git_state(tmp_path)["dirty"] is True
 
 
+def _touched_anonymous_memory(mib: int) -> mmap.mmap:
+    """Fresh resident pages straight from the kernel (an allocator could hand back pages it kept resident)."""
+    memory = mmap.mmap(-1, mib * 2**20)
+    for offset in range(0, len(memory), mmap.PAGESIZE):
+        memory[offset] = 1
+    return memory
+
+
 def test_peak_resident_memory_is_per_block_not_per_process() -> None:
-    big = bytearray(300 * 2**20)  # the process's lifetime peak now includes 300 MiB
-    big[:: 2**12] = b"x" * len(big[:: 2**12])  # touch every page so that it is resident
-    del big
+    _touched_anonymous_memory(300).close()  # the process's lifetime peak now includes 300 MiB
     with PeakResidentMemory() as before:
         pass
     with PeakResidentMemory(interval=0.005) as during:
-        block = bytearray(200 * 2**20)
-        block[:: 2**12] = b"x" * len(block[:: 2**12])
+        block = _touched_anonymous_memory(200)
         time.sleep(0.05)
-        del block
+        block.close()
     assert during.peak_mb >= before.peak_mb + 150  # saw the 200 MiB block
     assert before.peak_mb < resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - 150  # not the old peak

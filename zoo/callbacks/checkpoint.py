@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
 from zoo.checkpoints import check_file
+from zoo.files import atomic_write
 
 __all__ = ["AtomicCheckpointIO", "ResumableCheckpoint", "check_checkpoint_file"]
 
@@ -29,29 +27,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each local checkpoint to a temporary file beside the target, fsync it, then rename it.
 
     A reader therefore sees either the previous file or the complete new one, even if the process dies in the
-    middle of a write. Lightning's own writer stages the file in the system temporary folder and moves it,
-    which becomes a non-atomic copy when that folder is on another file system than the checkpoints (the usual
-    case on clusters), and it does not fsync. Remote paths (``s3://`` and the like) keep Lightning's writer:
-    object stores publish whole objects. Loading names the file when it is missing or truncated.
+    middle of a write (:func:`zoo.files.atomic_write`; the file gets the mode the umask gives new files).
+    Lightning's own writer stages the file in the system temporary folder and moves it, which becomes a
+    non-atomic copy when that folder is on another file system than the checkpoints (the usual case on
+    clusters), and it does not fsync. Remote paths (``s3://`` and the like) keep Lightning's writer: object
+    stores publish whole objects. Loading names the file when it is missing, truncated or damaged.
     """
 
     @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None or not _is_local_file_protocol(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        _fsync_directory(target.parent)
+        with atomic_write(path, durable=True) as f:
+            torch.save(checkpoint, f)
 
     @override
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
@@ -173,15 +161,3 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,6 +27,8 @@ class DataFacts:
         image_size: Side of the square images the model sees.
         mean: Per-channel mean the images are normalised with (after scaling to ``[0, 1]``).
         std: Per-channel standard deviation of that normalisation.
+        crop_pct: For data evaluated on a centre crop (timm's ``crop_pct``): the shorter side is resized to
+            ``image_size / crop_pct`` first; ``None`` when images are used at their size.
         in_channels: Node feature size of a graph dataset.
         vocab_size: Number of token ids the tokenizer produces.
         block_size: Tokens per language-modelling example (the context length).
@@ -41,6 +43,7 @@ class DataFacts:
     image_size: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    crop_pct: float | None = None
     in_channels: int | None = None
     vocab_size: int | None = None
     block_size: int | None = None

@@ -26,9 +26,15 @@ _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 
 def _cache_root(raw: Path, kind: str, name: str) -> Path:
-    """The cache folder for a copy of a read-only ``raw`` folder, keyed by its files' names and sizes."""
-    key = hashlib.sha1("|".join(f"{p.name}:{p.stat().st_size}" for p in sorted(raw.iterdir())).encode())
-    return cache_dir(kind, f"{name}-{key.hexdigest()[:12]}")
+    """The cache folder for a copy of a read-only ``raw`` folder, keyed by its files' names and contents.
+
+    Keyed on content, so a raw file replaced by another of the same size is processed again (these raw
+    folders are a few megabytes; hashing them costs milliseconds).
+    """
+    key = hashlib.sha256()
+    for path in sorted(p for p in raw.iterdir() if p.is_file()):
+        key.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return cache_dir(kind, f"{name}-{key.hexdigest()[:16]}")
 
 
 def _copy_to_cache(raw: Path, root: Path, name: str) -> None:
@@ -47,6 +53,26 @@ def _copy_to_cache(raw: Path, root: Path, name: str) -> None:
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _checked_planetoid(root: Path, name: str, transform: Any) -> Any:
+    """PyG's ``Planetoid``, which first checks that the raw files it is about to unpickle hold only data.
+
+    Planetoid's raw files are pickles that PyG opens with plain ``pickle.load`` when it processes them; the
+    check runs on the very files it reads (zoo's cache copy, or the download), just before.
+    """
+    from torch_geometric.datasets import Planetoid
+
+    from zoo.data.safe_pickle import CONTAINER_GLOBALS, NUMPY_GLOBALS, SCIPY_SPARSE_GLOBALS, check_pickle
+
+    class CheckedPlanetoid(Planetoid):
+        def process(self) -> None:
+            for path in self.raw_paths:
+                if not path.endswith(".test.index"):  # test.index is text
+                    check_pickle(path, NUMPY_GLOBALS | SCIPY_SPARSE_GLOBALS | CONTAINER_GLOBALS)
+            super().process()
+
+    return CheckedPlanetoid(str(root), name, split="public", transform=transform)
 
 
 def _rank_sampler(trainer: Any, size: int, shuffle: bool, seed: int) -> DistributedSampler:
@@ -130,16 +156,15 @@ class PlanetoidDataModule(ZooDataModule):
     @cached_property
     def graph(self) -> Any:
         """The graph with its split masks: copied to the cache and processed by PyG once, then read."""
-        from torch_geometric.datasets import Planetoid
         from torch_geometric.transforms import NormalizeFeatures
 
         raw = self._raw
         root = cache_dir("planetoid", "downloaded") if raw is None else _cache_root(raw, "planetoid", self.name)
         transform = NormalizeFeatures() if self.normalize_features else None
         with cache_lock(root):  # DDP ranks: one copies and processes, the others wait and read
-            if self._raw is not None:
-                _copy_to_cache(self._raw, root, self.name)
-            graph = Planetoid(str(root), self.name, split="public", transform=transform)[0]
+            if raw is not None:
+                _copy_to_cache(raw, root, self.name)
+            graph = _checked_planetoid(root, self.name, transform)[0]
         if not bool(graph.train_mask.any()):
             raise ValueError(f"{self.name}: the split's train_mask selects no node")
         return graph
@@ -236,6 +261,11 @@ class GraphClassificationDataModule(ZooDataModule):
         seed: int | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, seed)
+        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ValueError(
+                f"val_fraction and test_fraction must be shares in [0, 1) that leave graphs for training, got "
+                f"{val_fraction} and {test_fraction}"
+            )
         if folds is not None and not 0 <= fold < folds:
             raise ValueError(f"fold must be in [0, folds={folds}), got {fold}")
         self.val_fraction, self.test_fraction = val_fraction, test_fraction

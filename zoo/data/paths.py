@@ -8,10 +8,11 @@ caches, processed files and downloads go under :func:`cache_dir` (``$ZOO_CACHE``
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from zoo.files import atomic_write
 
 __all__ = ["cache_dir", "cache_lock", "data_root", "write_text_atomically"]
 
@@ -49,11 +50,5 @@ def cache_lock(entry: Path) -> Iterator[None]:
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it: readers never see half a file."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, text=True) as f:
+        f.write(text)

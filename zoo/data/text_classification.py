@@ -136,6 +136,8 @@ class TextClassificationDataModule(ZooDataModule):
         self.columns = (text_column, label_column)
         self.max_length = max_length
         self.wordpiece_size = vocab_size
+        if not 0 < val_split < 1:
+            raise ValueError(f"val_split must be a share in (0, 1) of the training rows, got {val_split}")
         self.val_split = val_split
         self.split_seed = split_seed
         self.collate_fn = self._collate

@@ -27,7 +27,13 @@ from zoo.data.on_device import DeviceImagePool, is_key_batch
 from zoo.data.paths import cache_dir, data_root
 from zoo.data.sampling import AugmentedDataset
 
-__all__ = ["ArrayImageDataset", "CIFAR10DataModule", "ImageFolderDataModule", "VisionDataModule"]
+__all__ = [
+    "ArrayImageDataset",
+    "CIFAR10DataModule",
+    "ImageFolderDataModule",
+    "VisionDataModule",
+    "evaluation_transform",
+]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -35,6 +41,24 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 CIFAR10_MINI_ARCHIVE = "cifar10-mini.tar.gz"
+
+
+def evaluation_transform(image_size: int, crop_pct: float, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    """A PIL image (in the model's mode) -> the normalised ``(C, image_size, image_size)`` float32 tensor.
+
+    timm's evaluation transform: the shorter side resized to ``int(image_size / crop_pct)``, the centre
+    ``image_size`` square cropped, scaled to ``[0, 1]``, normalised. ``ImageFolderDataModule`` evaluates with it,
+    and ``export.load(...).predict`` prepares raw images with it, so both see the same pixels.
+    """
+    return v2.Compose(
+        [
+            v2.Resize(int(image_size / crop_pct)),
+            v2.CenterCrop(image_size),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(mean), list(std)),
+        ]
+    )
 
 
 class ArrayImageDataset(Dataset):
@@ -81,8 +105,8 @@ class VisionDataModule(ZooDataModule):
         split_seed: int = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, seed)
-        if val_split < 0:
-            raise ValueError(f"val_split must be >= 0 (a share below 1 or a count), got {val_split}")
+        if val_split < 0 or (val_split >= 1 and val_split != int(val_split)):
+            raise ValueError(f"val_split must be a share in [0, 1) or a whole number of images, got {val_split}")
         self.val_split = val_split
         self.split_seed = split_seed
         # Set by setup() of a module asked to keep its training images on the device (see zoo.data.on_device).
@@ -240,6 +264,7 @@ class CIFAR10DataModule(VisionDataModule):
                 "to the folder that holds one of them, or pass download=True."
             )
         if source.name == "cifar-10-batches-py":
+            _check_cifar_pickles(source)
             return {
                 split: ImageArrays(np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64), tuple(ds.classes))
                 for split, ds in (
@@ -377,9 +402,7 @@ class ImageFolderDataModule(VisionDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Index the image files and build the datasets (nothing is decoded here)."""
         normalize = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
-        eval_tf = v2.Compose(
-            [v2.Resize(int(self.image_size / self.crop_pct)), v2.CenterCrop(self.image_size), *normalize]
-        )
+        eval_tf = evaluation_transform(self.image_size, self.crop_pct, self.mean, self.std)
         train_tf = v2.Compose(
             [v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(), *normalize]
             if self.augment
@@ -395,6 +418,15 @@ class ImageFolderDataModule(VisionDataModule):
         self.train_set = AugmentedDataset(train, train_tf, self.seed)
         self.val_set = AugmentedDataset(val, eval_tf)
         self.test_set = AugmentedDataset(test, eval_tf) if test is not None else None
+
+
+def _check_cifar_pickles(folder: Path) -> None:
+    """Check CIFAR's Python batches, which torchvision reads with plain ``pickle``: arrays, lists, dicts only."""
+    from zoo.data.safe_pickle import CONTAINER_GLOBALS, NUMPY_GLOBALS, check_pickle
+
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and (path.name.startswith(("data_batch", "test_batch")) or path.name == "batches.meta"):
+            check_pickle(path, NUMPY_GLOBALS | CONTAINER_GLOBALS)
 
 
 def _class_folders(folder: Path) -> tuple[str, ...]:

@@ -244,7 +244,7 @@ class ImageClassifier(ClassificationTask):
             task=self.registry_task,
             inputs=(TensorSpec("images", ("batch", self.in_chans, side, side), "float32", "normalised images"),),
             outputs=(self._classifier_output("batch"),),
-            preprocessing=ImageInput(side, self.in_chans, facts.mean, facts.std),
+            preprocessing=ImageInput(side, self.in_chans, facts.mean, facts.std, facts.crop_pct),
             labels=self.labels(),
             example_sizes={"batch": 2},
             check_sizes=({"batch": 1}, {"batch": 5}),

@@ -280,7 +280,8 @@ class DiffusionModel(ZooTask):
             ValueError: For more steps than training timesteps, labels out of range or of the wrong count,
                 or labels given to an unconditional model.
         """
-        scheduler = make_sampling_scheduler(self.noise_scheduler, sampler or self.sampler, steps or self.sample_steps)
+        steps = self.sample_steps if steps is None else steps
+        scheduler = make_sampling_scheduler(self.noise_scheduler, sampler or self.sampler, steps)
         labels = self._sampling_labels(num_images, class_labels)
         generator = torch.Generator().manual_seed(seed)
         was_training = self.training

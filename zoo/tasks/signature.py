@@ -86,8 +86,9 @@ class TensorSpec:
 class ImageInput:
     """Raw images to the first input ``(N, in_chans, image_size, image_size)`` float32.
 
-    RGB (or greyscale), resized to ``image_size``, scaled to ``[0, 1]``, normalised with ``mean`` and ``std``
-    (not at all when the data declared none).
+    RGB (or greyscale); with ``crop_pct``, the evaluation transform of the data (shorter side resized to
+    ``int(image_size / crop_pct)``, centre crop), else resized to ``image_size`` square; scaled to ``[0, 1]``
+    and normalised with ``mean`` and ``std`` (not at all when the data declared none).
     """
 
     kind: ClassVar[str] = "image"
@@ -95,6 +96,7 @@ class ImageInput:
     in_chans: int
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    crop_pct: float | None = None
 
 
 @dataclass(frozen=True)

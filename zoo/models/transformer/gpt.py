@@ -159,7 +159,16 @@ def generate(
 
     Shapes:
         ``idx (B, T)`` -> ``(B, T + max_new_tokens)``.
+
+    Raises:
+        ValueError: For a negative ``max_new_tokens`` or ``temperature``, or a ``top_k`` below 1.
     """
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 picks the most likely token), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None for every token), got {top_k}")
     block_size = getattr(model, "block_size", idx.shape[-1])
     for _ in range(max_new_tokens):
         logits = model(idx[:, -block_size:])[:, -1, :]
