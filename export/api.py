@@ -12,6 +12,7 @@ from export.metadata import build_metadata, write_model_card
 from export.specs import export_spec
 from export.verify import Verification, verify_artifact
 from zoo.checkpoints import load_checkpoint
+from zoo.errors import ConfigError
 
 __all__ = ["ExportReport", "export_checkpoint"]
 
@@ -76,7 +77,7 @@ def export_checkpoint(
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
-        raise ValueError(f"unknown formats {unknown}; choose from {FORMATS}")
+        raise ConfigError(f"unknown formats {unknown}; choose from {FORMATS}")
     loaded = load_checkpoint(checkpoint, task_class=task_class, weights=weights)
     spec = export_spec(loaded)
     metadata = build_metadata(loaded, spec)

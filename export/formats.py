@@ -23,6 +23,7 @@ import torch
 
 from export.metadata import METADATA_FILE, dumps
 from export.specs import ExportSpec
+from zoo.errors import CheckpointError, ConfigError
 
 __all__ = ["FORMATS", "SUFFIXES", "check_artifact", "read_metadata", "runner", "write"]
 
@@ -46,7 +47,7 @@ def write(fmt: str, spec: ExportSpec, metadata: dict[str, Any], path: Path) -> N
         elif fmt == "onnx":
             _write_onnx(spec, example, text, path)
         else:
-            raise ValueError(f"unknown format {fmt!r}; expected some of {FORMATS}")
+            raise ConfigError(f"unknown format {fmt!r}; expected some of {FORMATS}")
 
 
 def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any], ...]:
@@ -85,6 +86,18 @@ def _write_onnx(spec: ExportSpec, example: tuple[torch.Tensor, ...], text: str, 
     onnx.save_model(model, str(path))  # verification runs onnx.checker (full_check) on the saved file
 
 
+def _load_onnx(path: Path) -> Any:
+    """The ONNX model proto at ``path`` (weights in external files not read), or an error naming the file."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf's DecodeError and friends: a damaged or foreign file
+        raise CheckpointError(
+            f"exported model {path} cannot be read as ONNX ({type(err).__name__}: {err}); export the checkpoint again"
+        ) from None
+
+
 def _initializer_crcs(model: Any) -> dict[str, int]:
     """CRC-32 of each weight stored in an ONNX model (weights kept in external files are left out)."""
     from onnx import TensorProto, numpy_helper
@@ -111,14 +124,13 @@ def check_artifact(path: str | Path) -> None:
     if path.suffix != ".onnx":
         damaged = damaged_member(path)
         if damaged is not None:
-            raise ValueError(
+            raise CheckpointError(
                 f"exported model {path} is damaged: the bytes of its member {damaged!r} no longer match the CRC-32 "
                 "written with them; export the checkpoint again"
             )
         return
-    import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = _load_onnx(path)
     stored = next((p.value for p in model.metadata_props if p.key == WEIGHTS_CRC_KEY), None)
     if stored is None:
         return
@@ -126,7 +138,7 @@ def check_artifact(path: str | Path) -> None:
     changed = sorted(name for name in expected if actual.get(name) != expected[name])
     if changed:
         shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
-        raise ValueError(
+        raise CheckpointError(
             f"exported model {path} is damaged: {len(changed)} weight(s) ({shown}) differ from those recorded at "
             "export; export the checkpoint again"
         )
@@ -157,7 +169,7 @@ def runner(fmt: str, path: Path) -> Callable[..., torch.Tensor]:
             return torch.from_numpy(session.run(None, feeds)[0])
 
         return run
-    raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    raise ConfigError(f"unknown format {fmt!r}; expected one of {FORMATS}")
 
 
 @contextmanager
@@ -180,9 +192,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if path.suffix == ".onnx":
-        import onnx
-
-        model = onnx.load(str(path), load_external_data=False)
+        model = _load_onnx(path)
         props = {p.key: p.value for p in model.metadata_props}
         text = props.get(METADATA_FILE)
     elif path.suffix == ".pt2":
@@ -195,5 +205,5 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         text = extra[METADATA_FILE] or None
     if not text:
-        raise ValueError(f"{path} carries no zoo metadata ({METADATA_FILE}); was it exported by zoo?")
+        raise CheckpointError(f"{path} carries no zoo metadata ({METADATA_FILE}); was it exported by zoo?")
     return json.loads(text)

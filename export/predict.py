@@ -17,6 +17,7 @@ import torch
 
 from export.formats import check_artifact, read_metadata, runner
 from zoo.data.facts import tokenizer_from_spec
+from zoo.errors import CheckpointError, ConfigError, MissingFileError
 from zoo.tasks.signature import ImageInput, InferenceSignature, TextInput, TokenInput
 
 __all__ = ["ExportedModel", "load"]
@@ -34,10 +35,10 @@ def load(path: str | os.PathLike[str]) -> ExportedModel:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"exported model {path} does not exist")
+        raise MissingFileError(f"exported model {path} does not exist")
     fmt = _FORMAT_OF_SUFFIX.get(path.suffix)
     if fmt is None:
-        raise ValueError(f"{path}: unknown artifact suffix {path.suffix!r}; expected .onnx, .pt2 or .torchscript.pt")
+        raise ConfigError(f"{path}: unknown artifact suffix {path.suffix!r}; expected .onnx, .pt2 or .torchscript.pt")
     check_artifact(path)
     return ExportedModel(path, fmt, read_metadata(path))
 
@@ -122,9 +123,9 @@ class ExportedModel:
                 nor text (a language model, a denoiser).
         """
         if isinstance(inputs, str | os.PathLike):
-            raise ValueError(f"predict() takes a list of inputs, got the single {inputs!r}; pass [{inputs!r}]")
+            raise ConfigError(f"predict() takes a list of inputs, got the single {inputs!r}; pass [{inputs!r}]")
         if len(inputs) == 0:
-            raise ValueError("predict() got an empty list: give at least one image or text")
+            raise ConfigError("predict() got an empty list: give at least one image or text")
         if isinstance(self.signature.preprocessing, TextInput):
             logits = self(*self.preprocess_texts([str(text) for text in inputs]))
         elif isinstance(self.signature.preprocessing, ImageInput):
@@ -145,7 +146,7 @@ class ExportedModel:
         if self._tokenizer is None:
             pre = self._preprocessing((TextInput, TokenInput), "text was given")
             if pre.tokenizer is None:
-                raise ValueError(f"{self.path} carries no tokenizer: its run had no tokenizer to record")
+                raise CheckpointError(f"{self.path} carries no tokenizer: its run had no tokenizer to record")
             self._tokenizer = tokenizer_from_spec(pre.tokenizer)
         return self._tokenizer
 

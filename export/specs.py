@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from zoo.checkpoints import LoadedCheckpoint
+from zoo.errors import ConfigError
 from zoo.tasks.base import ZooTask
 from zoo.tasks.signature import InferenceSignature, TensorSpec
 
@@ -81,7 +82,7 @@ def export_spec(source: LoadedCheckpoint | ZooTask) -> ExportSpec:
     """
     task = source.task if isinstance(source, LoadedCheckpoint) else source
     if not isinstance(task, ZooTask):
-        raise ValueError(f"export needs a zoo task (a zoo.tasks.ZooTask), got {type(task).__name__}")
+        raise ConfigError(f"export needs a zoo task (a zoo.tasks.ZooTask), got {type(task).__name__}")
     signature = task.inference_signature()
     module = task.inference_module().eval()
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import tarfile
+import zipfile
 from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -113,3 +115,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "heavy" in item.keywords:
             item.add_marker(skip)
+
+
+def _flip_a_weight_bit(path: Path, out: Path) -> tuple[str, str]:
+    """Copy ``path`` to ``out`` with one bit flipped in the stored bytes of its largest weight.
+
+    Returns the zip member and the state-dict key of that weight.
+    """
+    state = torch.load(path, weights_only=True)["state_dict"]
+    key = max(state, key=lambda k: state[k].numel())
+    wanted = state[key].contiguous().numpy().tobytes()
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if archive.read(i) == wanted)
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.file_size // 2] ^= 0x10
+    out.write_bytes(bytes(data))
+    return info.filename, key
+
+
+@pytest.fixture
+def flip_a_weight_bit():
+    """``flip(checkpoint, out) -> (member, key)``: a copy of a checkpoint with one bit of its largest weight flipped."""
+    return _flip_a_weight_bit

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,25 +16,8 @@ from zoo.tasks import ImageClassifier
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy" / "image_classifier.ckpt"
 
 
-def flip_a_byte_inside(path: Path, out: Path) -> tuple[str, str]:
-    """Copy ``path`` to ``out`` with one bit flipped in the stored bytes of its largest weight.
-
-    Returns the zip member and the state-dict key of that weight.
-    """
-    state = torch.load(path, weights_only=True)["state_dict"]
-    key = max(state, key=lambda k: state[k].numel())
-    wanted = state[key].contiguous().numpy().tobytes()
-    with zipfile.ZipFile(path) as archive:
-        info = next(i for i in archive.infolist() if archive.read(i) == wanted)
-    data = bytearray(path.read_bytes())
-    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
-    data[start + info.file_size // 2] ^= 0x10
-    out.write_bytes(bytes(data))
-    return info.filename, key
-
-
-def test_a_flipped_bit_in_a_weight_is_named_instead_of_changing_results(tmp_path: Path) -> None:
-    member, key = flip_a_byte_inside(FIXTURE, tmp_path / "flipped.ckpt")
+def test_a_flipped_bit_in_a_weight_is_named_instead_of_changing_results(tmp_path: Path, flip_a_weight_bit) -> None:
+    member, key = flip_a_weight_bit(FIXTURE, tmp_path / "flipped.ckpt")
     assert torch.load(tmp_path / "flipped.ckpt", weights_only=True)  # torch itself loads it without a word
     with pytest.raises(ValueError, match=rf"is damaged: the bytes of its member '{member}' \(it holds ") as err:
         load_checkpoint(tmp_path / "flipped.ckpt")
@@ -44,9 +26,9 @@ def test_a_flipped_bit_in_a_weight_is_named_instead_of_changing_results(tmp_path
 
 
 def test_the_cli_refuses_a_damaged_checkpoint_with_exit_2(
-    tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str], flip_a_weight_bit
 ) -> None:
-    flip_a_byte_inside(FIXTURE, tmp_path / "flipped.ckpt")
+    flip_a_weight_bit(FIXTURE, tmp_path / "flipped.ckpt")
     with pytest.raises(SystemExit) as stopped:
         ZooLightningCLI(args=["test", "--config", str(repo / "recipes/quickstart.yaml"), "--ckpt_path",
                               str(tmp_path / "flipped.ckpt")])  # fmt: skip

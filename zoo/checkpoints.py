@@ -30,6 +30,7 @@ from typing import Any, Literal
 import torch
 
 from zoo.data.facts import DataFacts
+from zoo.errors import CheckpointError, MissingFileError
 
 __all__ = [
     "METADATA_KEY",
@@ -50,7 +51,7 @@ METADATA_KEY = "zoo_metadata"
 TASK_PACKAGE = "zoo.tasks"
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(CheckpointError):
     """Raised when weights do not fit a model; the message lists missing, unexpected and resized keys."""
 
 
@@ -68,10 +69,10 @@ def check_file(path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist")
     if not zipfile.is_zipfile(path):
         size = path.stat().st_size
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} is truncated or not a torch checkpoint ({size} bytes, no zip directory at its "
             "end); resume from another checkpoint, e.g. the best one beside it"
         )
@@ -79,7 +80,7 @@ def check_file(path: str | os.PathLike[str]) -> Path:
     if damaged is not None:
         tensors = _tensors_in_member(path, damaged)
         held = f" (it holds {', '.join(tensors[:5])}{', ...' if len(tensors) > 5 else ''})" if tensors else ""
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} is damaged: the bytes of its member {damaged!r}{held} no longer match the CRC-32 "
             "written with them, so the file changed after it was saved; use another checkpoint, e.g. the best "
             "one beside it"
@@ -150,7 +151,7 @@ def load_safely(path: str | os.PathLike[str], map_location: str | torch.device =
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
         if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {path} holds objects that only arbitrary unpickling can rebuild, and zoo loads "
                 "checkpoints with weights_only=True so that opening a file cannot run code. Re-save it from the "
                 f"code that wrote it with plain tensors and numbers. ({str(err).splitlines()[0]})"
@@ -168,7 +169,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = check_file(path)
     loaded = load_safely(path)
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path} is not a Lightning checkpoint (a {type(loaded).__name__}, not a dictionary)")
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (a {type(loaded).__name__}, not a dictionary)")
     return loaded
 
 
@@ -314,21 +315,23 @@ def load_checkpoint(
     recorded = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
     if task_class is not None and recorded is not None and task_class != recorded:
-        raise ValueError(f"{path} holds a {recorded} checkpoint, not a {task_class} one")
+        raise CheckpointError(f"{path} holds a {recorded} checkpoint, not a {task_class} one")
     class_path = task_class or recorded
     if class_path is None:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} does not record its task class (it was not written by `zoo fit`); pass it, e.g. "
             "task_class='zoo.tasks.ImageClassifier' (`zoo export --task ...`)"
         )
     task = _task_class(class_path)(**hparams)
     state = raw.get("state_dict")
     if state is None:
-        raise ValueError(f"{path} holds no state_dict")
+        raise CheckpointError(f"{path} holds no state_dict")
     is_average = "current_model_state" in raw
     if weights == "trained":
         if not is_average:
-            raise ValueError(f"{path} was trained without EMA: its weights are the trained ones; use weights='ema'")
+            raise CheckpointError(
+                f"{path} was trained without EMA: its weights are the trained ones; use weights='ema'"
+            )
         state = raw["current_model_state"]
     check_weights_fit(task.state_dict(), state, path, type(task).__name__)
     task.load_state_dict(state)
@@ -349,10 +352,10 @@ def _task_class(class_path: str) -> type:
 
     module_name, _, name = class_path.rpartition(".")
     if module_name != TASK_PACKAGE and not module_name.startswith(f"{TASK_PACKAGE}."):
-        raise ValueError(
+        raise CheckpointError(
             f"task class {class_path!r} is not a zoo task ({TASK_PACKAGE}.*); zoo rebuilds only its own tasks"
         )
     cls = getattr(import_module(module_name), name, None)
     if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
-        raise ValueError(f"{class_path!r} is not a LightningModule")
+        raise CheckpointError(f"{class_path!r} is not a LightningModule")
     return cls

@@ -2,6 +2,10 @@
 
 This module stays cheap to import: ``zoo --help`` and ``zoo --version`` load neither torch nor Lightning.
 Training subcommands hand over to :mod:`zoo.lightning_cli`; ``zoo models`` reads the registry.
+
+Every command runs inside one error boundary: an error in what the user gave (a :class:`zoo.errors.ZooError`,
+however deep a library wrapped it) prints ``zoo <command>: error: <message>`` and exits 2; Ctrl+C exits 130;
+anything else keeps its traceback, says it is a bug, and exits 1.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import difflib
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +68,29 @@ def main(argv: list[str] | None = None) -> None:
         print(_HELP.format(commands="\n".join(f"  {name:<12}{text}" for name, text in rows.items())))
         return
     command, rest = args[0], args[1:]
+    try:
+        _run(command, rest, args)
+    except KeyboardInterrupt:
+        print(f"zoo {command}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        from zoo.errors import find_user_error
+
+        user_error = find_user_error(err)
+        if user_error is None:  # not something the user can fix: keep the traceback, and say what it is
+            traceback.print_exc()
+            print(
+                f"zoo {command}: the error above is a bug in zoo or a library it uses, not in what you gave it; "
+                "please report it with the traceback",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+        print(f"zoo {command}: error: {user_error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _run(command: str, rest: list[str], args: list[str]) -> None:
+    """Run one command; the imports each needs happen here, so ``zoo --help`` stays instant."""
     if command == "--version":
         from zoo import __version__
 

@@ -40,8 +40,9 @@ from typing_extensions import override
 from zoo.callbacks.checkpoint import ResumableCheckpoint
 from zoo.callbacks.guards import StopOnNonFiniteLoss
 from zoo.callbacks.metadata import CheckpointMetadata
-from zoo.checkpoints import check_file
+from zoo.checkpoints import check_file, read_checkpoint
 from zoo.data.facts import DataFacts
+from zoo.errors import ConfigError, MissingFileError
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
@@ -54,7 +55,7 @@ _TRAINER_DEFAULTS = {
 }
 
 
-class DataFactMismatchError(ValueError):
+class DataFactMismatchError(ConfigError):
     """A recipe gave a task argument that the data module's facts contradict."""
 
 
@@ -116,7 +117,7 @@ class ZooLightningCLI(LightningCLI):
         if ckpt_path in (None, "best", "hpc", "registry") or str(ckpt_path).startswith("registry:"):
             return
         if ckpt_path != "last":
-            check_file(ckpt_path)
+            self._check_task_of(check_file(ckpt_path), config)
             return
         run_root = Path(logger_args["save_dir"]) / logger_args["name"] if logger_args is not None else None
         found = (
@@ -127,20 +128,32 @@ class ZooLightningCLI(LightningCLI):
         if not found:
             where = f"{run_root}/version_*/checkpoints" if run_root else "the run folder (no logger is set)"
             if subcommand != "fit":
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"--ckpt_path last: no last checkpoint under {where}, so there is nothing to {subcommand}; "
                     "train with `zoo fit` first, or pass the path of a checkpoint"
                 )
             _print_on_rank_zero(f"--ckpt_path last: no last checkpoint under {where}; starting a new run")
             config.ckpt_path = None
             return
-        config.ckpt_path = str(check_file(found[-1]))
+        config.ckpt_path = str(self._check_task_of(check_file(found[-1]), config))
         if subcommand == "fit":  # continue in the same run folder, next to the original config
             run_dir = found[-1].parent.parent
             logger_args["version"] = run_dir.name
             resumes = 1 + sum(1 for _ in run_dir.glob("config.resume-*.yaml"))
             self.save_config_kwargs["config_filename"] = f"config.resume-{resumes}.yaml"
         _print_on_rank_zero(f"--ckpt_path last: resuming from {config.ckpt_path}")
+
+    @staticmethod
+    def _check_task_of(path: Path, config: Any) -> Path:
+        """Refuse a checkpoint of another task than the recipe's (Lightning would silently swap the task)."""
+        recorded = (read_checkpoint(path).get("hyper_parameters") or {}).get("_class_path")
+        wanted = config.model.get("class_path") if config.get("model") else None
+        if recorded is not None and wanted is not None and recorded != wanted:
+            raise ConfigError(
+                f"checkpoint {path} holds a {recorded}, but the recipe's task is {wanted}; use a recipe of that task "
+                "(the config.yaml saved beside the checkpoint's run), or a checkpoint of this one"
+            )
+        return path
 
     @override
     def before_instantiate_classes(self) -> None:

@@ -25,6 +25,8 @@ from importlib import import_module
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from zoo.errors import ConfigError, IncompatibleError, ZooError
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -66,7 +68,7 @@ _PARAM_COUNTS: dict[str, int] = {}
 _families_loaded = False
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(ZooError, LookupError):
     """Raised for a model name that is not registered; the message suggests the closest names."""
 
 
@@ -164,14 +166,14 @@ def register_model(
         entry_name = name or fn.__name__
         if entry_name in _REGISTRY:
             owner = _REGISTRY[entry_name].builder
-            raise ValueError(
+            raise ConfigError(
                 f"model {entry_name!r} is already registered (by {owner.__module__}.{owner.__qualname__}); "
                 "choose another name"
             )
         _validate_family(family)
         unknown_tasks = [t for t in tasks if t not in TASKS]
         if not tasks or unknown_tasks:
-            raise ValueError(f"model {entry_name!r}: tasks {unknown_tasks or tasks} not among {TASKS}")
+            raise ConfigError(f"model {entry_name!r}: tasks {unknown_tasks or tasks} not among {TASKS}")
         _REGISTRY[entry_name] = ModelEntry(
             name=entry_name,
             family=family,
@@ -213,7 +215,7 @@ def create_model(name: str, weights: str | os.PathLike[str] | None = None, **ove
         model = entry.builder(**kwargs)
     except TypeError as err:
         if "unexpected keyword argument" in str(err):
-            raise TypeError(f"create_model({name!r}): {err}") from err
+            raise IncompatibleError(f"create_model({name!r}): {err}") from err
         raise
     if weights is not None:
         from zoo.weights import load_weights
@@ -254,7 +256,7 @@ def model_info(name: str) -> ModelEntry:
         UnknownModelError: If the name is not registered; the message lists the closest names.
     """
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a string, got {type(name).__name__}")
+        raise IncompatibleError(f"model name must be a string, got {type(name).__name__}")
     _load_families()
     if name in _REGISTRY:
         return _REGISTRY[name]
@@ -285,7 +287,7 @@ def _load_families() -> None:
 
 def _validate_family(family: str) -> None:
     if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+        raise ConfigError(f"unknown family {family!r}; expected one of {FAMILIES}")
 
 
 def _check_arguments(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
@@ -295,7 +297,9 @@ def _check_arguments(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
     accepted = {p.name for p in params}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise TypeError(f"create_model({entry.name!r}): unexpected argument(s) {unknown}; accepted: {sorted(accepted)}")
+        raise IncompatibleError(
+            f"create_model({entry.name!r}): unexpected argument(s) {unknown}; accepted: {sorted(accepted)}"
+        )
 
 
 def _count_parameters(entry: ModelEntry) -> int:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from zoo.checkpoints import WeightsMismatchError, check_weights_fit, load_safely, read_checkpoint
+from zoo.errors import MissingFileError
 
 __all__ = ["WeightsMismatchError", "load_safely", "load_weights", "read_state_dict", "save_weights"]
 
@@ -28,7 +29,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
+        raise MissingFileError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import shutil
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -16,6 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
 from zoo.checkpoints import check_file
+from zoo.errors import StorageError
 from zoo.files import atomic_write
 
 __all__ = ["AtomicCheckpointIO", "ResumableCheckpoint", "check_checkpoint_file"]
@@ -38,8 +41,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None or not _is_local_file_protocol(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        with atomic_write(path, durable=True) as f:
-            torch.save(checkpoint, f)
+        try:
+            with atomic_write(path, durable=True) as f:
+                torch.save(checkpoint, f)
+        except (OSError, RuntimeError) as err:
+            # torch's zip writer turns a failed write into "[enforce fail at inline_container.cc...]".
+            if isinstance(err, RuntimeError) and "inline_container" not in str(err):
+                raise
+            target = Path(path)
+            free = shutil.disk_usage(target.parent).free / 2**20
+            cause = err if isinstance(err, OSError) else err.__context__  # torch keeps the OSError as context
+            reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else "the write failed"
+            raise StorageError(
+                f"could not save {target}: {reason} ({free:.1f} MiB free on that file system); the previous "
+                f"{target.name}, if any, is kept"
+            ) from err
 
     @override
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
+from zoo.errors import ConfigError
+
 __all__ = ["DiffusionFID", "DiffusionSampleGrid"]
 
 
@@ -40,7 +42,7 @@ class DiffusionSampleGrid(L.Callback):
 
     def __init__(self, every_n_epochs: int = 1, num_images: int = 16) -> None:
         if every_n_epochs < 0 or num_images < 0:
-            raise ValueError(f"every_n_epochs and num_images must be >= 0, got {every_n_epochs} and {num_images}")
+            raise ConfigError(f"every_n_epochs and num_images must be >= 0, got {every_n_epochs} and {num_images}")
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
 
@@ -88,7 +90,7 @@ class DiffusionFID(L.Callback):
 
     def __init__(self, num_images: int, features: str | None = None) -> None:
         if num_images < 1:
-            raise ValueError(f"num_images must be >= 1, got {num_images}")
+            raise ConfigError(f"num_images must be >= 1, got {num_images}")
         self.num_images = num_images
         self.features = features
         self._metric: Any = None

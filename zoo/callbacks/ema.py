@@ -11,6 +11,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from typing_extensions import override
 
+from zoo.errors import ConfigError, UsageError
+
 __all__ = ["EMA"]
 
 # Strategies that shard parameters across processes; the EMA below keeps whole tensors and would pair
@@ -70,11 +72,11 @@ class EMA(L.Callback):
         evaluate_with_ema: bool = True,
     ) -> None:
         if not 0 < decay < 1:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+            raise ConfigError(f"EMA decay must be in (0, 1), got {decay}")
         if update_every_n_steps < 1:
-            raise ValueError(f"EMA update_every_n_steps must be >= 1, got {update_every_n_steps}")
+            raise ConfigError(f"EMA update_every_n_steps must be >= 1, got {update_every_n_steps}")
         if warmup_gamma <= 0 or warmup_power <= 0:
-            raise ValueError(f"EMA warm-up needs gamma > 0 and power > 0, got {warmup_gamma} and {warmup_power}")
+            raise ConfigError(f"EMA warm-up needs gamma > 0 and power > 0, got {warmup_gamma} and {warmup_power}")
         self.decay = decay
         self.warmup = warmup
         self.warmup_gamma = warmup_gamma
@@ -101,7 +103,7 @@ class EMA(L.Callback):
     def copy_to(self, module: nn.Module) -> None:
         """Load the averaged weights into ``module`` (the backbone, or a copy of it)."""
         if self._average is None:
-            raise RuntimeError("EMA has no average yet: it is created when training starts")
+            raise UsageError("EMA has no average yet: it is created when training starts")
         module.load_state_dict(self._average, strict=False)
 
     # Lightning hooks -----------------------------------------------------------------------------------
@@ -110,7 +112,7 @@ class EMA(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if isinstance(trainer.strategy, _SHARDED_STRATEGIES):
             strategy = type(trainer.strategy).__name__
-            raise RuntimeError(
+            raise UsageError(
                 f"EMA does not support {strategy}: it keeps whole tensors on every rank and pairs them with the "
                 "module's parameters, which this strategy shards across ranks, so the average would mix unrelated "
                 "slices. Train with DDP, or remove the EMA callback."

@@ -8,6 +8,7 @@ from torch import nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
+from zoo.errors import ConfigError
 from zoo.optim import param_groups_weight_decay
 
 __all__ = ["FreezeBackbone"]
@@ -40,9 +41,9 @@ class FreezeBackbone(BaseFinetuning):
     def __init__(self, unfreeze_at_epoch: int = 5, backbone_lr_ratio: float = 0.1, train_bn: bool = False) -> None:
         super().__init__()
         if unfreeze_at_epoch < 0:
-            raise ValueError(f"unfreeze_at_epoch must be >= 0, got {unfreeze_at_epoch}")
+            raise ConfigError(f"unfreeze_at_epoch must be >= 0, got {unfreeze_at_epoch}")
         if not 0 < backbone_lr_ratio <= 1:
-            raise ValueError(f"backbone_lr_ratio must be in (0, 1], got {backbone_lr_ratio}")
+            raise ConfigError(f"backbone_lr_ratio must be in (0, 1], got {backbone_lr_ratio}")
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.backbone_lr_ratio = backbone_lr_ratio
         self.train_bn = train_bn
@@ -69,7 +70,7 @@ def _body(pl_module: L.LightningModule) -> list[nn.Module]:
     """The backbone's top-level children other than its classifier."""
     backbone = getattr(pl_module, "backbone", None)
     if not isinstance(backbone, nn.Module) or not hasattr(backbone, "get_classifier"):
-        raise ValueError(
+        raise ConfigError(
             f"FreezeBackbone needs a task whose backbone offers get_classifier(); {type(pl_module).__name__} "
             "does not have one"
         )

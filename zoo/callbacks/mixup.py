@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from typing_extensions import override
 
+from zoo.errors import ConfigError, IncompatibleError
 from zoo.rng import private_rng
 
 __all__ = ["MixupCutmix"]
@@ -67,12 +68,12 @@ class MixupCutmix(L.Callback):
         cutmix_minmax: Sequence[float] | None = None,
     ) -> None:
         if mixup_alpha < 0 or cutmix_alpha < 0 or (mixup_alpha == 0 and cutmix_alpha == 0 and cutmix_minmax is None):
-            raise ValueError(f"need mixup_alpha > 0 or cutmix_alpha > 0, got {mixup_alpha} and {cutmix_alpha}")
+            raise ConfigError(f"need mixup_alpha > 0 or cutmix_alpha > 0, got {mixup_alpha} and {cutmix_alpha}")
         for name, value in (("prob", prob), ("switch_prob", switch_prob)):
             if not 0 <= value <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
         if label_smoothing is not None and not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
         self.prob = prob
@@ -90,13 +91,13 @@ class MixupCutmix(L.Callback):
         if stage != "fit":
             return
         if not getattr(pl_module, "supports_soft_targets", False):
-            raise TypeError(
+            raise IncompatibleError(
                 f"MixupCutmix needs a task whose loss accepts soft targets, and {type(pl_module).__name__} does not "
                 "declare supports_soft_targets = True"
             )
         transforms = getattr(pl_module, "train_batch_transforms", None)
         if not isinstance(transforms, list):
-            raise TypeError(f"MixupCutmix needs {type(pl_module).__name__}.train_batch_transforms (a list)")
+            raise IncompatibleError(f"MixupCutmix needs {type(pl_module).__name__}.train_batch_transforms (a list)")
         from timm.data import Mixup
 
         smoothing = self.label_smoothing
@@ -134,9 +135,9 @@ class MixupCutmix(L.Callback):
         if self.stop_epoch is not None and trainer.current_epoch >= self.stop_epoch:
             return batch
         if labels.is_floating_point():
-            raise TypeError("MixupCutmix mixes class-index labels (B,), got floating-point targets")
+            raise IncompatibleError("MixupCutmix mixes class-index labels (B,), got floating-point targets")
         if len(images) % 2:
-            raise ValueError(f"MixupCutmix needs an even batch size, got {len(images)}; use an even batch_size")
+            raise ConfigError(f"MixupCutmix needs an even batch size, got {len(images)}; use an even batch_size")
         from timm.data.mixup import mixup_target
 
         batch_index = trainer.fit_loop.epoch_loop.batch_progress.total.ready

@@ -14,6 +14,7 @@ from typing_extensions import override
 
 from zoo.data.facts import DataFacts
 from zoo.data.sampling import ResumableDataLoader, ResumableSampler
+from zoo.errors import ConfigError, UsageError
 
 __all__ = ["ZooDataModule"]
 
@@ -55,9 +56,9 @@ class ZooDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers is not None and num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.num_workers = num_workers
@@ -98,7 +99,7 @@ class ZooDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset | None, stage: str, train: bool) -> DataLoader:
         if dataset is None:
-            raise RuntimeError(f"{type(self).__name__}: no {stage} data (no such split, or setup() has not run)")
+            raise UsageError(f"{type(self).__name__}: no {stage} data (no such split, or setup() has not run)")
         workers = self._workers()
         settings = {
             "num_workers": workers,

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoo.errors import CheckpointError, IncompatibleError
+
 __all__ = ["DataFacts", "tokenizer_from_spec", "tokenizer_spec"]
 
 
@@ -142,7 +144,7 @@ def tokenizer_spec(tokenizer: Any) -> dict[str, Any] | None:
         return {"kind": "huggingface", "json": tokenizer.backend_tokenizer.to_str()}
     if hasattr(tokenizer, "to_str"):  # a tokenizers.Tokenizer
         return {"kind": "huggingface", "json": tokenizer.to_str()}
-    raise TypeError(f"cannot store a {type(tokenizer).__name__} tokenizer: it has no to_config() or JSON form")
+    raise IncompatibleError(f"cannot store a {type(tokenizer).__name__} tokenizer: it has no to_config() or JSON form")
 
 
 def tokenizer_from_spec(spec: Mapping[str, Any] | None) -> Any:
@@ -162,4 +164,4 @@ def tokenizer_from_spec(spec: Mapping[str, Any] | None) -> Any:
         from tokenizers import Tokenizer
 
         return Tokenizer.from_str(spec["json"])
-    raise ValueError(f"unknown tokenizer kind {kind!r} in stored data facts; expected 'zoo' or 'huggingface'")
+    raise CheckpointError(f"unknown tokenizer kind {kind!r} in stored data facts; expected 'zoo' or 'huggingface'")

@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from zoo.data.base import ZooDataModule
 from zoo.data.paths import cache_dir, cache_lock, data_root
+from zoo.errors import ConfigError, DataError, MissingFileError
 from zoo.rng import private_rng
 
 __all__ = ["GraphClassificationDataModule", "MotifGraphsDataModule", "PlanetoidDataModule", "TUDataModule"]
@@ -131,9 +132,9 @@ class PlanetoidDataModule(ZooDataModule):
     ) -> None:
         super().__init__(batch_size, batch_size, num_workers, pin_memory, seed)
         if name not in ("Cora", "CiteSeer", "PubMed"):
-            raise ValueError(f"name must be 'Cora', 'CiteSeer' or 'PubMed', got {name!r}")
+            raise ConfigError(f"name must be 'Cora', 'CiteSeer' or 'PubMed', got {name!r}")
         if loader not in ("full", "neighbor"):
-            raise ValueError(f"loader must be 'full' or 'neighbor', got {loader!r}")
+            raise ConfigError(f"loader must be 'full' or 'neighbor', got {loader!r}")
         self.name = name
         self.loader = loader
         self.num_neighbors = list(num_neighbors or [10, 10])
@@ -146,8 +147,12 @@ class PlanetoidDataModule(ZooDataModule):
         wanted = [f"ind.{self.name.lower()}.{suffix}" for suffix in _PLANETOID_FILES]
         candidates = [root / "planetoid" / self.name / "raw", root / self.name / "raw", root / "raw"]
         raw = next((c for c in candidates if all((c / f).is_file() for f in wanted)), None)
+        partial = next((c for c in candidates if any((c / f).is_file() for f in wanted)), None)
+        if raw is None and partial is not None and not self.download:
+            missing = [f for f in wanted if not (partial / f).is_file()]
+            raise MissingFileError(f"{self.name} raw files incomplete: {partial} lacks {', '.join(missing)}")
         if raw is None and not self.download:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{self.name} raw files not found: looked in {', '.join(map(str, candidates))} for "
                 f"{', '.join(wanted)}. Point root (or $ZOO_DATA) at the folder that holds them, or pass download=True."
             )
@@ -166,7 +171,7 @@ class PlanetoidDataModule(ZooDataModule):
                 _copy_to_cache(raw, root, self.name)
             graph = _checked_planetoid(root, self.name, transform)[0]
         if not bool(graph.train_mask.any()):
-            raise ValueError(f"{self.name}: the split's train_mask selects no node")
+            raise DataError(f"{self.name}: the split's train_mask selects no node")
         return graph
 
     @property
@@ -262,12 +267,12 @@ class GraphClassificationDataModule(ZooDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, seed)
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(
+            raise ConfigError(
                 f"val_fraction and test_fraction must be shares in [0, 1) that leave graphs for training, got "
                 f"{val_fraction} and {test_fraction}"
             )
         if folds is not None and not 0 <= fold < folds:
-            raise ValueError(f"fold must be in [0, folds={folds}), got {fold}")
+            raise ConfigError(f"fold must be in [0, folds={folds}), got {fold}")
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.folds, self.fold, self.split_seed = folds, fold, split_seed
 
@@ -302,7 +307,7 @@ class GraphClassificationDataModule(ZooDataModule):
         """Split the graphs."""
         train, val, test = self._split()
         if not train:
-            raise ValueError(f"{type(self).__name__}: the split leaves no training graph")
+            raise DataError(f"{type(self).__name__}: the split leaves no training graph")
         self.train_set = [self.graphs[i] for i in train]
         self.val_set = [self.graphs[i] for i in val]
         self.test_set = [self.graphs[i] for i in test]
@@ -379,7 +384,7 @@ class MotifGraphsDataModule(GraphClassificationDataModule):
             seed,
         )
         if num_graphs < 3 * 3:
-            raise ValueError(f"num_graphs must be at least 9 (three per motif), got {num_graphs}")
+            raise ConfigError(f"num_graphs must be at least 9 (three per motif), got {num_graphs}")
         self.num_graphs, self.base_nodes, self.generator_seed = num_graphs, base_nodes, generator_seed
         self.in_channels, self.num_classes = 1, len(self.MOTIFS)
         self.class_names = self.MOTIFS
@@ -467,7 +472,7 @@ class TUDataModule(GraphClassificationDataModule):
         candidates = [base / "TUDataset" / name / "raw", base / name / "raw"]
         self._raw = next((c for c in candidates if (c / f"{name}_A.txt").is_file()), None)
         if self._raw is None and not download:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"TU dataset {name} not found: looked for {name}_A.txt in {', '.join(map(str, candidates))}. "
                 "Point root (or $ZOO_DATA) at it, or pass download=True."
             )

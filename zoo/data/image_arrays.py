@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from zoo.data.paths import cache_dir
+from zoo.errors import DataError, MissingFileError
 from zoo.files import atomic_write
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageArrays", "load_split_arrays"]
@@ -77,24 +78,27 @@ def _decode(source: Path, splits: tuple[str, ...], channels: int) -> dict[str, I
     by_split: dict[str, dict[str, list[np.ndarray]]] = {s: defaultdict(list) for s in splits}
     shape: tuple[int, ...] | None = None
     for split, cls, where, data in _iter_images(source, splits):
-        with Image.open(io.BytesIO(data)) as img:
-            bands = len(img.getbands())
-            if bands != channels:
-                raise ValueError(f"{where}: image has {bands} channel(s) (mode {img.mode}), expected {channels}")
-            pixels = np.asarray(img, dtype=np.uint8).reshape(img.height, img.width, channels)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                bands = len(img.getbands())
+                if bands != channels:
+                    raise DataError(f"{where}: image has {bands} channel(s) (mode {img.mode}), expected {channels}")
+                pixels = np.asarray(img, dtype=np.uint8).reshape(img.height, img.width, channels)
+        except OSError as err:  # PIL: UnidentifiedImageError, "image file is truncated", ...
+            raise DataError(f"{where}: the image cannot be decoded ({err}); remove or replace it") from None
         if shape is None:
             shape = pixels.shape
         elif pixels.shape != shape:
-            raise ValueError(f"{where}: image is {pixels.shape[1]}x{pixels.shape[0]}, the others {shape[1]}x{shape[0]}")
+            raise DataError(f"{where}: image is {pixels.shape[1]}x{pixels.shape[0]}, the others {shape[1]}x{shape[0]}")
         by_split[split][cls].append(pixels)
     classes = tuple(sorted(by_split[splits[0]]))
     result = {}
     for split, per_class in by_split.items():
         if not per_class:
-            raise FileNotFoundError(f"{source}: no images under '{split}/<class>/' (extensions {IMAGE_EXTENSIONS})")
+            raise MissingFileError(f"{source}: no images under '{split}/<class>/' (extensions {IMAGE_EXTENSIONS})")
         if tuple(sorted(per_class)) != classes:
             diff = sorted(set(per_class) ^ set(classes))
-            raise ValueError(f"{source}: split '{split}' has other classes than '{splits[0]}': {diff}")
+            raise DataError(f"{source}: split '{split}' has other classes than '{splits[0]}': {diff}")
         images = np.stack([img for cls in classes for img in per_class[cls]])
         labels = np.concatenate([np.full(len(per_class[cls]), i, dtype=np.int64) for i, cls in enumerate(classes)])
         result[split] = ImageArrays(images, labels, classes)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.sampling import ResumableDataLoader, ResumableSampler, sample_seed
+from zoo.errors import ConfigError, DataError
 
 __all__ = ["DeviceImagePool", "is_key_batch"]
 
@@ -80,11 +81,11 @@ class DeviceImagePool:
         flip: bool = False,
     ) -> None:
         if images.ndim != 4 or images.dtype != np.uint8:
-            raise ValueError(f"images must be (N, H, W, C) uint8, got {images.shape} {images.dtype}")
+            raise DataError(f"images must be (N, H, W, C) uint8, got {images.shape} {images.dtype}")
         if len(labels) != len(images):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise DataError(f"{len(images)} images but {len(labels)} labels")
         if len(mean) != images.shape[3] or len(std) != images.shape[3]:
-            raise ValueError(f"mean/std have {len(mean)}/{len(std)} values for {images.shape[3]} channels")
+            raise ConfigError(f"mean/std have {len(mean)}/{len(std)} values for {images.shape[3]} channels")
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, C, H, W) view
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
         self.mean, self.std = mean, std

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import DataError
+
 __all__ = ["CONTAINER_GLOBALS", "NUMPY_GLOBALS", "SCIPY_SPARSE_GLOBALS", "UnsafePickleError", "check_pickle"]
 
 # What NumPy arrays need to be rebuilt, under the module names NumPy 1 and 2 (and Python 2 pickles) use.
@@ -50,7 +52,7 @@ CONTAINER_GLOBALS = frozenset(
 )
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(DataError):
     """A data file is a pickle that names code beyond the data types its format holds."""
 
 
@@ -85,4 +87,4 @@ def check_pickle(path: str | Path, allowed: Iterable[tuple[str, str]]) -> None:
             raise
         except Exception as err:
             reason = f"{type(err).__name__}: {err}"
-            raise ValueError(f"{path} is not a readable pickle ({reason}); is it truncated?") from err
+            raise DataError(f"{path} is not a readable pickle ({reason}); is it truncated?") from err

@@ -14,6 +14,7 @@ from torchvision.transforms import v2
 
 from zoo.data.sampling import AugmentedDataset
 from zoo.data.vision import ArrayImageDataset, VisionDataModule
+from zoo.errors import ConfigError
 
 __all__ = ["SHAPE_CLASSES", "ShapesDataModule", "draw_shapes"]
 
@@ -93,10 +94,10 @@ class ShapesDataModule(VisionDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, 0.0, num_workers, pin_memory, seed)
         if image_size < 8:
-            raise ValueError(f"image_size must be at least 8 pixels to draw a shape, got {image_size}")
+            raise ConfigError(f"image_size must be at least 8 pixels to draw a shape, got {image_size}")
         for name, count in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             if count < 1:
-                raise ValueError(f"{name} must be >= 1, got {count}")
+                raise ConfigError(f"{name} must be >= 1, got {count}")
         self.image_size = image_size
         self.counts = {"train": num_train, "val": num_val, "test": num_test}
         self.data_seed = data_seed

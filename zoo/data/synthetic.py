@@ -20,6 +20,7 @@ from zoo.data.on_device import DeviceImagePool
 from zoo.data.sampling import AugmentedDataset
 from zoo.data.text import TokenBlocks
 from zoo.data.vision import IMAGENET_MEAN, IMAGENET_STD, ArrayImageDataset, VisionDataModule
+from zoo.errors import ConfigError
 
 __all__ = ["SyntheticGraphDataModule", "SyntheticImageDataModule", "SyntheticTokenDataModule"]
 
@@ -29,7 +30,7 @@ DATA_SEED = 0  # the data never changes with the run's seed; only its order does
 def _positive(**sizes: int) -> None:
     for name, value in sizes.items():
         if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+            raise ConfigError(f"{name} must be >= 1, got {value}")
 
 
 class SyntheticImageDataModule(VisionDataModule):
@@ -108,7 +109,7 @@ class SyntheticTokenDataModule(ZooDataModule):
         super().__init__(batch_size, eval_batch_size, num_workers=0, seed=seed)
         _positive(vocab_size=vocab_size, block_size=block_size)
         if num_tokens < 2 * block_size + 1:
-            raise ValueError(
+            raise ConfigError(
                 f"num_tokens={num_tokens} is too few for blocks of {block_size} (need {2 * block_size + 1})"
             )
         self.vocab_size, self.block_size, self.num_tokens = vocab_size, block_size, num_tokens

@@ -14,6 +14,7 @@ from zoo.data.base import ZooDataModule
 from zoo.data.paths import cache_dir, cache_lock, data_root, write_text_atomically
 from zoo.data.sampling import sample_seed
 from zoo.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, tokenizer_from_config
+from zoo.errors import ConfigError, DataError, MissingFileError
 
 __all__ = ["TextCorpusDataModule", "TokenBlocks"]
 
@@ -37,7 +38,7 @@ class TokenBlocks(Dataset):
 
     def __init__(self, tokens: torch.Tensor, block_size: int, seed: int = 0) -> None:
         if len(tokens) < 2 * block_size + 1:
-            raise ValueError(
+            raise DataError(
                 f"{len(tokens)} tokens are too few for blocks of {block_size} (need at least {2 * block_size + 1}); "
                 "use a smaller block_size or a larger corpus"
             )
@@ -105,14 +106,14 @@ class TextCorpusDataModule(ZooDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, seed)
         if tokenizer not in ("char", "byte", "bpe"):
-            raise ValueError(f"tokenizer must be 'char', 'byte' or 'bpe', got {tokenizer!r}")
+            raise ConfigError(f"tokenizer must be 'char', 'byte' or 'bpe', got {tokenizer!r}")
         if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {block_size}")
+            raise ConfigError(f"block_size must be >= 1, got {block_size}")
         self.path = Path(path) if Path(path).is_absolute() else data_root(root) / path
         if not self.path.is_file():
-            raise FileNotFoundError(f"text corpus {self.path} does not exist")
+            raise MissingFileError(f"text corpus {self.path} does not exist")
         self.block_size = block_size
         self.val_fraction = val_fraction
         self.tokenizer_kind = tokenizer
@@ -121,9 +122,16 @@ class TextCorpusDataModule(ZooDataModule):
     @cached_property
     def text(self) -> str:
         """The corpus, read once."""
-        text = self.path.read_text(encoding="utf-8")
+        data = self.path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"text corpus {self.path} is not UTF-8 text: byte {err.start} is 0x{data[err.start]:02x} "
+                f"({err.reason}); convert it to UTF-8, or check that it is the text file you meant"
+            ) from None
         if not text.strip():
-            raise ValueError(f"text corpus {self.path} is empty")
+            raise DataError(f"text corpus {self.path} is empty")
         return text
 
     @property

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from zoo.data.base import ZooDataModule
 from zoo.data.paths import cache_dir, cache_lock, data_root, write_text_atomically
+from zoo.errors import ConfigError, DataError, MissingFileError
 
 __all__ = ["TextClassificationDataModule", "read_labelled_text"]
 
@@ -30,7 +31,7 @@ def read_labelled_text(path: Path, text_column: str, label_column: str) -> tuple
             has).
     """
     if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist")
+        raise MissingFileError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
     with path.open(encoding="utf-8", newline="") as f:
         if suffix in (".csv", ".tsv"):
@@ -38,15 +39,15 @@ def read_labelled_text(path: Path, text_column: str, label_column: str) -> tuple
         elif suffix in (".jsonl", ".json"):
             rows = [json.loads(line) for line in f if line.strip()]
         else:
-            raise ValueError(f"data file {path}: expected .csv, .tsv or .jsonl, got {suffix or 'no suffix'}")
+            raise ConfigError(f"data file {path}: expected .csv, .tsv or .jsonl, got {suffix or 'no suffix'}")
     if not rows:
-        raise ValueError(f"data file {path} has no rows")
+        raise DataError(f"data file {path} has no rows")
     for column in (text_column, label_column):
         if column not in rows[0]:
-            raise ValueError(f"data file {path} has no {column!r} column; its columns are {sorted(rows[0])}")
+            raise DataError(f"data file {path} has no {column!r} column; its columns are {sorted(rows[0])}")
     for line, row in enumerate(rows, start=2 if suffix != ".jsonl" else 1):
         if row.get(text_column) is None or row.get(label_column) in (None, ""):
-            raise ValueError(f"data file {path}, row {line}: empty {text_column!r} or {label_column!r}")
+            raise DataError(f"data file {path}, row {line}: empty {text_column!r} or {label_column!r}")
     return [str(r[text_column]) for r in rows], [str(r[label_column]) for r in rows]
 
 
@@ -127,17 +128,17 @@ class TextClassificationDataModule(ZooDataModule):
         }
         for path in self.files.values():
             if path is not None and not path.is_file():
-                raise FileNotFoundError(f"data file {path} does not exist")
+                raise MissingFileError(f"data file {path} does not exist")
         self.tokenizer_dir = None
         if tokenizer is not None:
             self.tokenizer_dir = Path(tokenizer) if Path(tokenizer).is_absolute() else base / tokenizer
             if not self.tokenizer_dir.is_dir():
-                raise FileNotFoundError(f"tokenizer directory {self.tokenizer_dir} does not exist")
+                raise MissingFileError(f"tokenizer directory {self.tokenizer_dir} does not exist")
         self.columns = (text_column, label_column)
         self.max_length = max_length
         self.wordpiece_size = vocab_size
         if not 0 < val_split < 1:
-            raise ValueError(f"val_split must be a share in (0, 1) of the training rows, got {val_split}")
+            raise ConfigError(f"val_split must be a share in (0, 1) of the training rows, got {val_split}")
         self.val_split = val_split
         self.split_seed = split_seed
         self.collate_fn = self._collate
@@ -187,7 +188,7 @@ class TextClassificationDataModule(ZooDataModule):
         index = {name: i for i, name in enumerate(self.class_names)}
         unknown = sorted(set(labels) - set(index))
         if unknown:
-            raise ValueError(f"data file {path}: labels {unknown} do not occur in the training file")
+            raise DataError(f"data file {path}: labels {unknown} do not occur in the training file")
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         return _EncodedTexts(ids, [index[label] for label in labels])
 

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from typing_extensions import override
 
+from zoo.errors import ConfigError, DataError
+
 __all__ = ["BPETokenizer", "ByteTokenizer", "CharTokenizer", "Tokenizer", "tokenizer_from_config"]
 
 
@@ -45,7 +47,7 @@ class CharTokenizer(Tokenizer):
 
     def __init__(self, vocab: str) -> None:
         if len(set(vocab)) != len(vocab) or not vocab:
-            raise ValueError("a character vocabulary needs distinct characters, at least one")
+            raise ConfigError("a character vocabulary needs distinct characters, at least one")
         self.vocab = vocab
         self.vocab_size = len(vocab)
         self._ids = {ch: i for i, ch in enumerate(vocab)}
@@ -62,7 +64,7 @@ class CharTokenizer(Tokenizer):
         except KeyError:
             unknown = sorted({ch for ch in text if ch not in self._ids})
             first = next(i for i, ch in enumerate(text) if ch not in self._ids)
-            raise ValueError(
+            raise DataError(
                 f"characters {unknown!r} are not in the character vocabulary ({self.vocab_size} characters); "
                 f"first at position {first}. Use tokenizer 'byte' or 'bpe' for open-ended text."
             ) from None
@@ -148,4 +150,4 @@ def tokenizer_from_config(config: dict[str, Any]) -> Tokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
         return BPETokenizer(HFTokenizer.from_str(config["json"]))
-    raise ValueError(f"unknown tokenizer type {kind!r}; expected 'char', 'byte' or 'bpe'")
+    raise ConfigError(f"unknown tokenizer type {kind!r}; expected 'char', 'byte' or 'bpe'")

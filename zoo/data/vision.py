@@ -26,6 +26,7 @@ from zoo.data.image_arrays import IMAGE_EXTENSIONS, ImageArrays, load_split_arra
 from zoo.data.on_device import DeviceImagePool, is_key_batch
 from zoo.data.paths import cache_dir, data_root
 from zoo.data.sampling import AugmentedDataset
+from zoo.errors import ConfigError, DataError, MissingFileError
 
 __all__ = [
     "ArrayImageDataset",
@@ -106,7 +107,7 @@ class VisionDataModule(ZooDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, seed)
         if val_split < 0 or (val_split >= 1 and val_split != int(val_split)):
-            raise ValueError(f"val_split must be a share in [0, 1) or a whole number of images, got {val_split}")
+            raise ConfigError(f"val_split must be a share in [0, 1) or a whole number of images, got {val_split}")
         self.val_split = val_split
         self.split_seed = split_seed
         # Set by setup() of a module asked to keep its training images on the device (see zoo.data.on_device).
@@ -124,7 +125,7 @@ class VisionDataModule(ZooDataModule):
         """Seeded ``(train, val)`` index split of ``n`` training images."""
         n_val = round(self.val_split * n) if self.val_split < 1 else int(self.val_split)
         if not 0 < n_val < n:
-            raise ValueError(f"val_split={self.val_split} leaves {n - n_val} of {n} images for training")
+            raise ConfigError(f"val_split={self.val_split} leaves {n - n_val} of {n} images for training")
         order = np.random.default_rng(self.split_seed).permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
@@ -204,19 +205,19 @@ class CIFAR10DataModule(VisionDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed)
         if on_device and augment and (auto_augment is not None or random_erasing):
-            raise ValueError(
+            raise ConfigError(
                 "on_device=True augments with random crops and flips only; it cannot apply "
                 f"auto_augment={auto_augment!r} or random_erasing={random_erasing}: turn those off or on_device off"
             )
         if variant not in ("full", "mini"):
-            raise ValueError(f"variant must be 'full' or 'mini', got {variant!r}")
+            raise ConfigError(f"variant must be 'full' or 'mini', got {variant!r}")
         self.root = root
         self.variant = variant
         self.download = download
         if auto_augment not in (None, "trivialaugment", "randaugment"):
-            raise ValueError(f"auto_augment must be 'trivialaugment', 'randaugment' or None, got {auto_augment!r}")
+            raise ConfigError(f"auto_augment must be 'trivialaugment', 'randaugment' or None, got {auto_augment!r}")
         if not 0 <= random_erasing <= 1:
-            raise ValueError(f"random_erasing must be a probability, got {random_erasing}")
+            raise ConfigError(f"random_erasing must be a probability, got {random_erasing}")
         self.augment = augment
         self.random_crop = random_crop
         self.auto_augment = auto_augment
@@ -258,7 +259,7 @@ class CIFAR10DataModule(VisionDataModule):
     def _read(self, source: Path | None) -> dict[str, ImageArrays]:
         if source is None:
             root = data_root(self.root)
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"CIFAR-10 not found under {root}: looked for {root / CIFAR10_ARCHIVE}, {root / 'cifar10'}/"
                 f"{{train,test}}, {root}/{{train,test}} and {root / 'cifar-10-batches-py'}. Set root (or $ZOO_DATA) "
                 "to the folder that holds one of them, or pass download=True."
@@ -279,7 +280,7 @@ class CIFAR10DataModule(VisionDataModule):
         arrays = self._read(self._find_source())
         train, test = arrays["train"], arrays["test"]
         if train.images.shape[1:] != (32, 32, 3):
-            raise ValueError(f"CIFAR-10 images must be 32x32x3, got {train.images.shape[1:]}")
+            raise DataError(f"CIFAR-10 images must be 32x32x3, got {train.images.shape[1:]}")
         self.class_names = train.classes
         normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
         crop = [v2.RandomCrop(32, padding=4, padding_mode="reflect")] if self.random_crop else []
@@ -363,7 +364,7 @@ class ImageFolderDataModule(VisionDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed)
         if in_chans not in (1, 3):
-            raise ValueError(f"in_chans must be 1 (greyscale) or 3 (RGB), got {in_chans}")
+            raise ConfigError(f"in_chans must be 1 (greyscale) or 3 (RGB), got {in_chans}")
         self.root = data_root(root)
         self.in_chans = in_chans
         self.image_size = image_size
@@ -371,11 +372,11 @@ class ImageFolderDataModule(VisionDataModule):
         self.mean = tuple(mean) if mean is not None else (IMAGENET_MEAN if in_chans == 3 else (0.5,))
         self.std = tuple(std) if std is not None else (IMAGENET_STD if in_chans == 3 else (0.5,))
         if len(self.mean) != in_chans or len(self.std) != in_chans:
-            raise ValueError(f"mean and std need {in_chans} values each, got {self.mean} and {self.std}")
+            raise ConfigError(f"mean and std need {in_chans} values each, got {self.mean} and {self.std}")
         self.augment = augment
         self.split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
         if not (self.root / train_dir).is_dir():
-            raise FileNotFoundError(f"data folder {self.root / train_dir} does not exist")
+            raise MissingFileError(f"data folder {self.root / train_dir} does not exist")
 
     @cached_property
     def class_names(self) -> tuple[str, ...]:
@@ -395,7 +396,7 @@ class ImageFolderDataModule(VisionDataModule):
         classes = _class_folders(folder)
         if classes != self.class_names:
             diff = sorted(set(classes) ^ set(self.class_names))
-            raise ValueError(f"{folder}: classes differ from {self.root / self.split_dirs['train']}: {diff}")
+            raise DataError(f"{folder}: classes differ from {self.root / self.split_dirs['train']}: {diff}")
         loader = partial(_load_image, mode="RGB" if self.in_chans == 3 else "L")
         return datasets.ImageFolder(str(folder), loader=loader)
 
@@ -432,17 +433,20 @@ def _check_cifar_pickles(folder: Path) -> None:
 def _class_folders(folder: Path) -> tuple[str, ...]:
     """Sorted class folder names under ``folder``, checking each holds at least one image."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {folder} does not exist")
+        raise MissingFileError(f"data folder {folder} does not exist")
     classes = tuple(sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()))
     if not classes:
-        raise FileNotFoundError(f"data folder {folder} has no class folders (expected {folder}/<class>/<image>)")
+        raise MissingFileError(f"data folder {folder} has no class folders (expected {folder}/<class>/<image>)")
     for cls in classes:
         with os.scandir(folder / cls) as entries:
             if not any(Path(e.name).suffix.lower() in IMAGE_EXTENSIONS for e in entries):
-                raise FileNotFoundError(f"class folder {folder / cls} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
+                raise MissingFileError(f"class folder {folder / cls} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
     return classes
 
 
 def _load_image(path: str, mode: str) -> Image.Image:
-    with Image.open(path) as img:
-        return img.convert(mode)
+    try:
+        with Image.open(path) as img:
+            return img.convert(mode)
+    except OSError as err:  # PIL: UnidentifiedImageError, "image file is truncated", ...
+        raise DataError(f"image {path} cannot be decoded ({err}); remove or replace it") from None

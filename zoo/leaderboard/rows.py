@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import DataError, MissingFileError
+
 __all__ = ["REQUIRED_FIELDS", "environment", "git_state", "hardware", "read_rows", "validate_row"]
 
 # Field -> type(s) it must have. A row missing one, or with another type, is rejected.
@@ -53,7 +55,7 @@ def validate_row(row: Any, where: str = "row") -> dict[str, Any]:
         ValueError: Naming ``where`` (file and line) and every missing or mistyped field.
     """
     if not isinstance(row, dict):
-        raise ValueError(f"{where}: a leaderboard row must be a JSON object, got {type(row).__name__}")
+        raise DataError(f"{where}: a leaderboard row must be a JSON object, got {type(row).__name__}")
     missing = [name for name in REQUIRED_FIELDS if name not in row]
     mistyped = [
         f"{name} ({type(row[name]).__name__})"
@@ -64,9 +66,9 @@ def validate_row(row: Any, where: str = "row") -> dict[str, Any]:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
             [f"wrong type: {', '.join(mistyped)}"] if mistyped else []
         )
-        raise ValueError(f"{where}: incomplete leaderboard row: {'; '.join(parts)}")
+        raise DataError(f"{where}: incomplete leaderboard row: {'; '.join(parts)}")
     if set(row["quality"]) != {"metric", "value", "higher_is_better"}:
-        raise ValueError(f"{where}: quality must hold metric, value and higher_is_better, got {sorted(row['quality'])}")
+        raise DataError(f"{where}: quality must hold metric, value and higher_is_better, got {sorted(row['quality'])}")
     return row
 
 
@@ -79,7 +81,7 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"leaderboard results {path} do not exist; run `zoo leaderboard run` first")
+        raise MissingFileError(f"leaderboard results {path} do not exist; run `zoo leaderboard run` first")
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -87,7 +89,7 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+            raise DataError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
         rows.append(validate_row(row, f"{path}:{number}"))
     return rows
 

@@ -7,6 +7,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import MissingExtraError
+
 __all__ = ["render_page", "summarise", "write_plot"]
 
 
@@ -88,7 +90,9 @@ def write_plot(summary: list[dict[str, Any]], path: Path, title: str) -> Path:
     try:
         import matplotlib
     except ImportError as err:
-        raise ImportError("the leaderboard plot needs matplotlib: pip install 'lightning-zoo[leaderboard]'") from err
+        raise MissingExtraError(
+            "the leaderboard plot needs matplotlib: pip install 'lightning-zoo[leaderboard]'"
+        ) from err
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

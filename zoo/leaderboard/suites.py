@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from zoo.errors import ConfigError, MissingFileError
+
 __all__ = ["Suite", "SuiteRecipe", "load_suite"]
 
 
@@ -58,20 +60,20 @@ def load_suite(name: str, repo: Path) -> Suite:
     path = Path(name) if name.endswith((".yaml", ".yml")) else repo / "benchmarks" / "suites" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (repo / "benchmarks" / "suites").glob("*.yaml"))
-        raise FileNotFoundError(f"suite {name!r} not found at {path}; suites: {', '.join(known) or 'none'}")
+        raise MissingFileError(f"suite {name!r} not found at {path}; suites: {', '.join(known) or 'none'}")
     raw: Any = yaml.safe_load(path.read_text())
     if not isinstance(raw, dict) or not raw.get("recipes") or not raw.get("budgets"):
-        raise ValueError(f"{path}: a suite needs 'budgets' and a non-empty 'recipes' list")
+        raise ConfigError(f"{path}: a suite needs 'budgets' and a non-empty 'recipes' list")
     budgets = {str(k): [str(a) for a in (v or [])] for k, v in raw["budgets"].items()}
     recipes = []
     for index, item in enumerate(raw["recipes"]):
         if not isinstance(item, dict) or "recipe" not in item or "metric" not in item:
-            raise ValueError(f"{path}: recipes[{index}] needs 'recipe' and 'metric'")
+            raise ConfigError(f"{path}: recipes[{index}] needs 'recipe' and 'metric'")
         if not (repo / item["recipe"]).is_file():
-            raise FileNotFoundError(f"{path}: recipes[{index}] names {item['recipe']}, which does not exist")
+            raise MissingFileError(f"{path}: recipes[{index}] names {item['recipe']}, which does not exist")
         overrides = {str(k): [str(a) for a in v] for k, v in (item.get("overrides") or {}).items()}
         unknown = sorted(set(overrides) - set(budgets))
         if unknown:
-            raise ValueError(f"{path}: recipes[{index}] has overrides for unknown budgets {unknown}")
+            raise ConfigError(f"{path}: recipes[{index}] has overrides for unknown budgets {unknown}")
         recipes.append(SuiteRecipe(item["recipe"], item["metric"], bool(item.get("higher_is_better", True)), overrides))
     return Suite(str(raw.get("name", path.stem)), path, budgets, recipes)

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from typing_extensions import override
 
+from zoo.errors import CheckpointError, ConfigError, MissingExtraError, MissingFileError
+
 __all__ = ["DEFAULT_FEATURES", "ClassifierFeatures", "build_fid", "default_feature_card"]
 
 DEFAULT_FEATURES = Path(__file__).with_name("assets") / "cifar10_speedrun_net_tiny.safetensors"
@@ -86,13 +88,13 @@ def build_fid(features: str | None, in_chans: int = 3) -> tuple[Any, str]:
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     if in_chans != 3:
-        raise ValueError(f"FID compares RGB images; these have {in_chans} channel(s)")
+        raise ConfigError(f"FID compares RGB images; these have {in_chans} channel(s)")
     if features is not None and features.startswith("inception:"):
         path = _existing(features.removeprefix("inception:"), "Inception-v3 weights")
         try:
             import torch_fidelity  # noqa: F401
         except ImportError as err:
-            raise ImportError("the Inception FID needs torch-fidelity: pip install 'lightning-zoo[fid]'") from err
+            raise MissingExtraError("the Inception FID needs torch-fidelity: pip install 'lightning-zoo[fid]'") from err
         metric = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=str(path))
         return metric, "fid_inception"
     return FrechetInceptionDistance(feature=_classifier_features(features), normalize=True), "fid_zoo_classifier"
@@ -124,12 +126,14 @@ def _checkpoint_backbone(path: Path) -> str:
     if isinstance(backbone, dict):  # a recipe's parsed config
         backbone = backbone.get("init_args", {}).get("backbone")
     if not isinstance(backbone, str):
-        raise ValueError(f"{path}: not a zoo image-classifier checkpoint (no backbone name in its hyper_parameters)")
+        raise CheckpointError(
+            f"{path}: not a zoo image-classifier checkpoint (no backbone name in its hyper_parameters)"
+        )
     return backbone
 
 
 def _existing(path: str | os.PathLike[str], what: str) -> Path:
     found = Path(path).expanduser()
     if not found.is_file():
-        raise FileNotFoundError(f"{what} not found: {found}")
+        raise MissingFileError(f"{what} not found: {found}")
     return found

@@ -8,6 +8,8 @@ from typing import Any
 from torch import nn
 from torch.optim import Optimizer
 
+from zoo.errors import ConfigError
+
 __all__ = ["build_optimizer", "param_groups_layer_decay", "param_groups_weight_decay"]
 
 _OPTIMIZER_DEFAULT = 1.0  # stands for "the optimizer's own weight decay" while timm builds the groups
@@ -64,9 +66,9 @@ def param_groups_layer_decay(module: nn.Module, layer_decay: float) -> list[dict
     from timm.optim import param_groups_layer_decay as timm_layer_groups
 
     if not 0 < layer_decay <= 1:
-        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+        raise ConfigError(f"layer_decay must be in (0, 1], got {layer_decay}")
     if not hasattr(module, "group_matcher"):
-        raise ValueError(
+        raise ConfigError(
             f"layer_decay needs a model that splits into layers with timm's group_matcher(); "
             f"{type(module).__name__} has none"
         )

@@ -13,6 +13,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from typing_extensions import override
 
+from zoo.errors import ConfigError
+
 __all__ = ["WarmupCosineLR", "build_lr_scheduler"]
 
 
@@ -51,13 +53,13 @@ class WarmupCosineLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         if total_steps is None or total_steps < 1 or not math.isfinite(total_steps):
-            raise ValueError(
+            raise ConfigError(
                 f"WarmupCosineLR needs a finite total_steps >= 1, got {total_steps}: set it, or set "
                 "trainer.max_epochs/max_steps so the task can fill it in"
             )
         warmup = round(warmup_steps * total_steps) if 0 < warmup_steps < 1 else int(warmup_steps)
         if warmup < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+            raise ConfigError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if warmup > total_steps:  # e.g. a recipe shortened with --trainer.max_steps for a quick check
             warnings.warn(
                 f"warmup_steps={warmup} exceeds total_steps={total_steps}: warming up over the whole run",
@@ -65,7 +67,7 @@ class WarmupCosineLR(LRScheduler):
             )
             warmup = int(total_steps)
         if not 0 <= min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
         self.total_steps = int(total_steps)
         self.warmup_steps = warmup
         self.min_lr_ratio = min_lr_ratio

@@ -42,6 +42,7 @@ from typing_extensions import override
 
 from zoo.checkpoints import METADATA_KEY
 from zoo.data.facts import DataFacts
+from zoo.errors import ConfigError
 from zoo.registry import create_model, model_info
 from zoo.tasks.flops import meta_training_flops
 from zoo.tasks.optimization import optimization_config
@@ -87,9 +88,9 @@ class ZooTask(L.LightningModule):
     ) -> None:
         super().__init__()
         if lr_scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
+            raise ConfigError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
         if layer_decay is not None and not 0 < layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+            raise ConfigError(f"layer_decay must be in (0, 1], got {layer_decay}")
         ignore = ["optimizer", "lr_scheduler"] + (["backbone"] if isinstance(backbone, nn.Module) else [])
         self.save_hyperparameters(ignore=ignore, frame=self._outermost_init_frame())
         self.backbone_name: str = backbone if isinstance(backbone, str) else type(backbone).__name__
@@ -138,7 +139,7 @@ class ZooTask(L.LightningModule):
         if isinstance(backbone, str):
             entry = model_info(backbone)
             if self.registry_task not in entry.tasks:
-                raise ValueError(
+                raise ConfigError(
                     f"{backbone!r} is a {entry.family} model for {entry.tasks}, not "
                     f"{self.registry_task.replace('_', ' ')}"
                 )
@@ -146,11 +147,11 @@ class ZooTask(L.LightningModule):
             module = create_model(backbone, **args)
             self._backbone_build = (backbone, args)
         elif backbone_kwargs:
-            raise ValueError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
+            raise ConfigError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
         else:
             module = backbone
         if self.layer_decay is not None and not hasattr(module, "group_matcher"):
-            raise ValueError(
+            raise ConfigError(
                 f"layer_decay needs a backbone that splits into layers (timm's group_matcher); "
                 f"{self.backbone_name!r} has none"
             )
@@ -313,17 +314,17 @@ def backbone_attribute(
     own = getattr(module, name, None)
     if own is None:
         if wanted is None and not optional:
-            raise ValueError(f"pass {name}: {type(module).__name__} has no {name} attribute to serve as {purpose}")
+            raise ConfigError(f"pass {name}: {type(module).__name__} has no {name} attribute to serve as {purpose}")
         return wanted
     if wanted is not None and at_least and own < wanted:
-        raise ValueError(
+        raise ConfigError(
             f"backbone {type(module).__name__} has {name}={own}, smaller than the {wanted} asked for; build it with "
             f"{name}={wanted}"
         )
     if wanted is not None and not at_least and own != wanted:
         resettable = name == "num_classes" and hasattr(module, "reset_classifier")
         fix = f"call backbone.reset_classifier({wanted}) or " if resettable else ""
-        raise ValueError(
+        raise ConfigError(
             f"backbone {type(module).__name__} has {name}={own} but the task has {name}={wanted}; "
             f"{fix}build it with {name}={wanted}"
         )

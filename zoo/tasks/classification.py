@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from zoo.data.facts import DataFacts, tokenizer_spec
+from zoo.errors import ConfigError, DataError
 from zoo.registry import model_info
 from zoo.tasks.base import BackboneCall, ZooTask, backbone_attribute
 from zoo.tasks.signature import ImageInput, InferenceSignature, TensorSpec, TextInput
@@ -42,7 +43,7 @@ class ClassificationTask(ZooTask):
 
     def __init__(self, backbone: str | nn.Module, *, label_smoothing: float = 0.0, **common: Any) -> None:
         if not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         super().__init__(backbone, **common)
         self.label_smoothing = label_smoothing
 
@@ -91,7 +92,7 @@ class ClassificationTask(ZooTask):
         """Soft targets must be ``(B, C)``; hard labels must lie in ``[0, num_classes)`` (see :meth:`check_now`)."""
         if targets.is_floating_point():
             if targets.shape != (batch_size, self.num_classes):
-                raise ValueError(
+                raise DataError(
                     f"{type(self).__name__}: soft targets of shape {tuple(targets.shape)}, expected "
                     f"({batch_size}, {self.num_classes})"
                 )
@@ -99,7 +100,7 @@ class ClassificationTask(ZooTask):
             low, high = int(targets.min()), int(targets.max())
             if low < 0 or high >= self.num_classes:
                 bad = low if low < 0 else high
-                raise ValueError(
+                raise DataError(
                     f"{type(self).__name__}: label {bad} is outside [0, num_classes={self.num_classes}); "
                     "check the data's labels or the model's num_classes"
                 )
@@ -211,7 +212,7 @@ class ImageClassifier(ClassificationTask):
     def check_batch(self, batch: Any, batch_idx: int) -> None:
         images, targets = batch[0], batch[1]
         if images.ndim != 4 or images.shape[1] != self.in_chans:
-            raise ValueError(
+            raise DataError(
                 f"{type(self).__name__}: images of shape {tuple(images.shape)}, but backbone "
                 f"{self.backbone_name!r} expects (B, {self.in_chans}, H, W) (in_chans={self.in_chans})"
             )
@@ -330,7 +331,7 @@ class TextClassifier(ClassificationTask):
     def adopt_data_facts(self, facts: DataFacts) -> None:
         """Check that the encoder embeds every id of the data module's tokenizer."""
         if facts.vocab_size is not None and self.vocab_size is not None and facts.vocab_size > self.vocab_size:
-            raise ValueError(
+            raise DataError(
                 f"the data's tokenizer has {facts.vocab_size} tokens but {self.backbone_name!r} embeds "
                 f"{self.vocab_size}; use the tokenizer saved with the model"
             )
@@ -348,7 +349,7 @@ class TextClassifier(ClassificationTask):
     @override
     def check_batch(self, batch: Any, batch_idx: int) -> None:
         if not isinstance(batch, dict) or "input_ids" not in batch or "labels" not in batch:
-            raise ValueError(f"{type(self).__name__} batches are dicts with 'input_ids' and 'labels'")
+            raise DataError(f"{type(self).__name__} batches are dicts with 'input_ids' and 'labels'")
         self.check_labels(batch["labels"], batch["input_ids"].shape[0], batch_idx)
 
     @override

@@ -13,6 +13,7 @@ from torch import nn
 from typing_extensions import override
 
 from zoo.callbacks.diffusion import DiffusionFID, DiffusionSampleGrid
+from zoo.errors import ConfigError, DataError
 from zoo.models.diffusion.sampling import make_sampling_scheduler, make_training_scheduler, sample_images
 from zoo.models.diffusion.unet import check_class_labels
 from zoo.tasks.base import BackboneCall, ZooTask, backbone_attribute
@@ -108,9 +109,9 @@ class DiffusionModel(ZooTask):
         channels_last: bool = False,
     ) -> None:
         if not 0 <= class_dropout < 1:
-            raise ValueError(f"class_dropout must be a probability below 1, got {class_dropout}")
+            raise ConfigError(f"class_dropout must be a probability below 1, got {class_dropout}")
         if conditional and not num_classes:
-            raise ValueError("a conditional diffusion model needs num_classes (linked from the data module)")
+            raise ConfigError("a conditional diffusion model needs num_classes (linked from the data module)")
         super().__init__(
             backbone,
             optimizer=optimizer,
@@ -134,12 +135,12 @@ class DiffusionModel(ZooTask):
         self.conditional = conditional
         self.class_dropout = class_dropout
         if (mean is None) != (std is None):
-            raise ValueError("give both mean and std of the data's normalisation, or neither")
+            raise ConfigError("give both mean and std of the data's normalisation, or neither")
         # x in [-1, 1] = normalised * scale + shift, per channel
         scale = torch.ones(self.in_chans) if std is None else 2 * torch.as_tensor(std, dtype=torch.float32)
         shift = torch.zeros(self.in_chans) if mean is None else 2 * torch.as_tensor(mean, dtype=torch.float32) - 1
         if scale.shape != (self.in_chans,) or shift.shape != (self.in_chans,):
-            raise ValueError(f"mean and std need {self.in_chans} values each, got {mean} and {std}")
+            raise ConfigError(f"mean and std need {self.in_chans} values each, got {mean} and {std}")
         self.register_buffer("_to_unit_scale", scale.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("_to_unit_shift", shift.view(1, -1, 1, 1), persistent=False)
         self.data_mean, self.data_std = _tuple(mean), _tuple(std)
@@ -177,14 +178,14 @@ class DiffusionModel(ZooTask):
     def _images_and_labels(self, batch: Any, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         images = batch[0] if isinstance(batch, list | tuple) else batch
         if images.ndim != 4 or images.shape[1:] != (self.in_chans, self.image_size, self.image_size):
-            raise ValueError(
+            raise DataError(
                 f"DiffusionModel: images of shape {tuple(images.shape)}, but {self.backbone_name!r} expects "
                 f"(B, {self.in_chans}, {self.image_size}, {self.image_size})"
             )
         labels = None
         if self.conditional:
             if not isinstance(batch, list | tuple) or len(batch) < 2:
-                raise ValueError("a conditional diffusion model needs (images, labels) batches")
+                raise DataError("a conditional diffusion model needs (images, labels) batches")
             labels = batch[1]
             if self.check_now(labels, batch_idx):
                 check_class_labels(labels, self.num_classes or 0)
@@ -311,7 +312,7 @@ class DiffusionModel(ZooTask):
     ) -> torch.Tensor | None:
         if not self.conditional:
             if class_labels is not None:
-                raise ValueError("class labels were given, but this diffusion model is unconditional")
+                raise ConfigError("class labels were given, but this diffusion model is unconditional")
             return None
         assert self.num_classes is not None
         if class_labels is None:
@@ -321,7 +322,7 @@ class DiffusionModel(ZooTask):
             if labels.numel() == 1:
                 labels = labels.expand(num_images)
             if labels.numel() != num_images:
-                raise ValueError(f"{labels.numel()} class labels for {num_images} images; give one, or one per image")
+                raise ConfigError(f"{labels.numel()} class labels for {num_images} images; give one, or one per image")
         check_class_labels(labels, self.num_classes)
         return labels.to(self.device)
 

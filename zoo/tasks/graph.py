@@ -10,6 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from typing_extensions import override
 
+from zoo.errors import DataError
 from zoo.tasks.base import BackboneCall, backbone_attribute
 from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.signature import GraphInput, InferenceSignature, TensorSpec
@@ -46,14 +47,14 @@ class _GraphTask(ClassificationTask):
         """Feature size and edge indices (see :meth:`check_now` for when the indices are read back)."""
         x, edge_index = batch.x, batch.edge_index
         if x.ndim != 2 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise DataError(
                 f"{type(self).__name__}: node features of shape {tuple(x.shape)}, but {self.backbone_name!r} expects "
                 f"(N, {self.in_channels}) (in_channels={self.in_channels})"
             )
         if edge_index.numel() and self.check_now(edge_index, batch_idx):
             low, high = int(edge_index.min()), int(edge_index.max())
             if low < 0 or high >= x.shape[0]:
-                raise ValueError(
+                raise DataError(
                     f"{type(self).__name__}: edge_index refers to node {high if high >= x.shape[0] else low}, "
                     f"but the graph has {x.shape[0]} nodes (valid ids 0..{x.shape[0] - 1})"
                 )
@@ -140,7 +141,7 @@ class NodeClassifier(_GraphTask):
     def check_batch(self, batch: Any, batch_idx: int) -> None:
         super().check_batch(batch, batch_idx)
         if hasattr(batch, "train_mask") and batch.train_mask.device.type == "cpu" and not bool(batch.train_mask.any()):
-            raise ValueError(f"{type(self).__name__}: the split's train_mask selects no node")
+            raise DataError(f"{type(self).__name__}: the split's train_mask selects no node")
 
     @override
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

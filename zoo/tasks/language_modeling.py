@@ -15,6 +15,7 @@ from typing_extensions import override
 
 from zoo.data.facts import DataFacts, tokenizer_spec
 from zoo.data.tokenizers import Tokenizer, tokenizer_from_config
+from zoo.errors import ConfigError, DataError
 from zoo.models.transformer.gpt import generate
 from zoo.tasks.base import ZooTask, backbone_attribute
 from zoo.tasks.signature import InferenceSignature, TensorSpec, TokenInput
@@ -90,7 +91,7 @@ class LanguageModel(ZooTask):
     def adopt_data_facts(self, facts: DataFacts) -> None:
         """Adopt the data module's tokenizer, checking that the model covers its vocabulary."""
         if facts.vocab_size is not None and facts.vocab_size > self.vocab_size:
-            raise ValueError(
+            raise DataError(
                 f"the tokenizer has {facts.vocab_size} tokens but the model's vocab_size is {self.vocab_size}"
             )
         super().adopt_data_facts(facts)
@@ -110,7 +111,7 @@ class LanguageModel(ZooTask):
         if self.check_now(inputs, batch_idx):
             high = int(torch.maximum(inputs.max(), targets.max()))
             if high >= self.vocab_size or int(inputs.min()) < 0:
-                raise ValueError(f"token id {high} is outside the model's vocabulary of {self.vocab_size}")
+                raise DataError(f"token id {high} is outside the model's vocabulary of {self.vocab_size}")
         logits = self(inputs)
         return logits, targets, F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
@@ -166,7 +167,9 @@ class LanguageModel(ZooTask):
             ids = prompt
             if isinstance(prompt, str):
                 if self.tokenizer is None:
-                    raise ValueError("this model has no tokenizer; pass token ids, or train it with a text data module")
+                    raise ConfigError(
+                        "this model has no tokenizer; pass token ids, or train it with a text data module"
+                    )
                 ids = torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long)
             ids = ids.to(self.device)
             generator = None

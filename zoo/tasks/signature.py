@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from zoo.errors import CheckpointError
+
 __all__ = [
     "GraphInput",
     "ImageInput",
@@ -177,7 +179,7 @@ def preprocessing_from_dict(
         return None
     cls = _PREPROCESSING.get(kind)
     if cls is None:
-        raise ValueError(f"unknown preprocessing kind {kind!r}; expected one of {sorted(_PREPROCESSING)}")
+        raise CheckpointError(f"unknown preprocessing kind {kind!r}; expected one of {sorted(_PREPROCESSING)}")
     values = {f.name: stored.get(f.name) for f in dataclasses.fields(cls)}
     for name in ("mean", "std"):
         if values.get(name) is not None:

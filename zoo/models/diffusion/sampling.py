@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from zoo.errors import ConfigError
+
 if TYPE_CHECKING:
     from diffusers import SchedulerMixin
 
@@ -45,10 +47,10 @@ def make_sampling_scheduler(training: SchedulerMixin, sampler: str, steps: int) 
     from diffusers import DDIMScheduler, DDPMScheduler
 
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
+        raise ConfigError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
     trained = int(training.config.num_train_timesteps)
     if not 1 <= steps <= trained:
-        raise ValueError(
+        raise ConfigError(
             f"{steps} sampling steps asked for, but the model was trained with {trained} timesteps (1..{trained})"
         )
     kind = DDIMScheduler if sampler == "ddim" else DDPMScheduler

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from zoo.errors import ConfigError, DataError
+
 __all__ = ["UNetDenoiser"]
 
 
@@ -66,18 +68,18 @@ class UNetDenoiser(nn.Module):
 
         levels = len(block_out_channels)
         if not len(down_block_types) == len(up_block_types) == levels:
-            raise ValueError(
+            raise ConfigError(
                 f"{levels} levels of block_out_channels need as many down and up blocks, got "
                 f"{len(down_block_types)} and {len(up_block_types)}"
             )
         self.downsample_factor = 2 ** (levels - 1)
         if image_size % self.downsample_factor:
-            raise ValueError(
+            raise ConfigError(
                 f"image_size {image_size} is not divisible by the UNet's down-sampling factor {self.downsample_factor} "
                 f"({levels} resolution levels)"
             )
         if num_classes is not None and num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1 or None (unconditional), got {num_classes}")
+            raise ConfigError(f"num_classes must be >= 1 or None (unconditional), got {num_classes}")
         self.image_size = image_size
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -105,16 +107,16 @@ class UNetDenoiser(nn.Module):
     ) -> torch.Tensor:
         """Predict the model target (noise or velocity) for ``sample`` at ``timesteps``."""
         if sample.ndim != 4 or sample.shape[1] != self.in_channels:
-            raise ValueError(f"expected images of shape (B, {self.in_channels}, H, W), got {tuple(sample.shape)}")
+            raise DataError(f"expected images of shape (B, {self.in_channels}, H, W), got {tuple(sample.shape)}")
         height, width = sample.shape[-2:]
         if height % self.downsample_factor or width % self.downsample_factor:
-            raise ValueError(
+            raise ConfigError(
                 f"image size {height}x{width} is not divisible by the UNet's down-sampling factor "
                 f"{self.downsample_factor}"
             )
         if self.num_classes is None:
             if class_labels is not None:
-                raise ValueError("class labels were given to an unconditional model (built with num_classes=None)")
+                raise ConfigError("class labels were given to an unconditional model (built with num_classes=None)")
         else:
             if class_labels is None:
                 class_labels = torch.full((sample.shape[0],), self.num_classes, device=sample.device)
@@ -134,4 +136,4 @@ def check_class_labels(labels: torch.Tensor, num_classes: int, allow_null: bool 
         return
     value = int(labels[bad][0])
     allowed = f"0..{num_classes - 1}" + (f" (or {num_classes} for no class)" if allow_null else "")
-    raise ValueError(f"class label {value} is out of range for a model conditioned on {num_classes} classes: {allowed}")
+    raise DataError(f"class label {value} is out of range for a model conditioned on {num_classes} classes: {allowed}")

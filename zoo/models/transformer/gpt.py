@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
+from zoo.errors import ConfigError, DataError
 from zoo.registry import InputSpec, register_model
 
 __all__ = ["GPT", "Block", "CausalSelfAttention", "generate"]
@@ -34,7 +35,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool) -> None:
         super().__init__()
         if n_embd % n_head:
-            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+            raise ConfigError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
         self.n_head = n_head
         self.dropout = dropout
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
@@ -132,7 +133,7 @@ class GPT(nn.Module):
         """``(B, T)`` token ids -> ``(B, T, vocab_size)`` next-token logits."""
         length = idx.shape[-1]
         if length > self.block_size:
-            raise ValueError(
+            raise DataError(
                 f"context of {length} tokens is longer than the model's maximum block_size={self.block_size}"
             )
         positions = torch.arange(length, device=idx.device)
@@ -164,11 +165,11 @@ def generate(
         ValueError: For a negative ``max_new_tokens`` or ``temperature``, or a ``top_k`` below 1.
     """
     if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 picks the most likely token), got {temperature}")
+        raise ConfigError(f"temperature must be >= 0 (0 picks the most likely token), got {temperature}")
     if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 (or None for every token), got {top_k}")
+        raise ConfigError(f"top_k must be >= 1 (or None for every token), got {top_k}")
     block_size = getattr(model, "block_size", idx.shape[-1])
     for _ in range(max_new_tokens):
         logits = model(idx[:, -block_size:])[:, -1, :]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.errors import DataError
 from zoo.registry import InputSpec, ModelEntry, UnknownModelError, register_model
 
 __all__ = ["TextEncoderClassifier", "entry", "has", "names"]
@@ -64,7 +65,7 @@ class TextEncoderClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, L)`` token ids (and mask) -> ``(B, num_classes)`` logits."""
         if input_ids.shape[-1] > self.max_length:
-            raise ValueError(
+            raise DataError(
                 f"sequence of {input_ids.shape[-1]} tokens is longer than the model's maximum of {self.max_length}"
             )
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
