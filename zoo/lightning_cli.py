@@ -22,6 +22,7 @@ A recipe names a task (``model``), a data module (``data``) and trainer settings
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
 import time
 import warnings
@@ -33,16 +34,19 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar, Timer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
 from zoo.callbacks.checkpoint import ResumableCheckpoint
 from zoo.callbacks.guards import StopOnNonFiniteLoss
 from zoo.callbacks.metadata import CheckpointMetadata
+from zoo.callbacks.run_lock import RunFolderLock, check_run_folder
 from zoo.checkpoints import check_file, read_checkpoint
 from zoo.data.facts import DataFacts
-from zoo.errors import ConfigError, MissingFileError
+from zoo.errors import ConfigError, MissingFileError, ZooError
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
@@ -61,6 +65,8 @@ class DataFactMismatchError(ConfigError):
 
 class ZooLightningCLI(LightningCLI):
     """LightningCLI for any zoo task and data module (both in subclass mode, chosen by ``class_path``)."""
+
+    sigterm_handler: _SigtermOutsideTraining | None = None  # set by the `zoo` command, which owns the process
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         self._started = time.perf_counter()
@@ -109,7 +115,7 @@ class ZooLightningCLI(LightningCLI):
             logger_args["name"] = _run_name(config)
         try:
             self._resolve_ckpt_path(subcommand, config, logger_args)
-        except (FileNotFoundError, ValueError) as err:
+        except (FileNotFoundError, ValueError, ZooError) as err:
             self._parser(subcommand).error(str(err))
 
     def _resolve_ckpt_path(self, subcommand: str, config: Any, logger_args: Any) -> None:
@@ -138,6 +144,7 @@ class ZooLightningCLI(LightningCLI):
         config.ckpt_path = str(self._check_task_of(check_file(found[-1]), config))
         if subcommand == "fit":  # continue in the same run folder, next to the original config
             run_dir = found[-1].parent.parent
+            check_run_folder(run_dir)  # not while another zoo fit still writes it
             logger_args["version"] = run_dir.name
             resumes = 1 + sum(1 for _ in run_dir.glob("config.resume-*.yaml"))
             self.save_config_kwargs["config_filename"] = f"config.resume-{resumes}.yaml"
@@ -203,7 +210,8 @@ class ZooLightningCLI(LightningCLI):
         """Add the default callbacks a recipe did not configure itself.
 
         A rich progress bar (unless disabled), a learning-rate monitor (when there is a logger), the
-        non-finite loss guard, and the metadata (data facts, resolved recipe, metrics) every checkpoint carries.
+        non-finite loss guard, the metadata (data facts, resolved recipe, metrics) every checkpoint carries, and
+        the run-folder lock that keeps a second writer out.
         """
         trainer_config = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_config.get("callbacks") or [])
@@ -219,8 +227,13 @@ class ZooLightningCLI(LightningCLI):
             callbacks.append(StopOnNonFiniteLoss())
         if missing(CheckpointMetadata):
             callbacks.append(CheckpointMetadata(*self._recipe_and_text()))
+        if missing(RunFolderLock):
+            callbacks.append(RunFolderLock())
         trainer_config["callbacks"] = callbacks
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.sigterm_handler is not None:
+            self.sigterm_handler.trainer = trainer
+        return trainer
 
     def _recipe_and_text(self) -> tuple[str | None, str]:
         """The recipe path(s) given with ``--config`` and the resolved configuration as YAML."""
@@ -268,14 +281,44 @@ class ZooLightningCLI(LightningCLI):
         return self.config.get(str(self.subcommand), self.config)
 
 
+class _SigtermOutsideTraining:
+    """A SIGTERM handler that stops everything but training at once.
+
+    While ``fit`` trains or validates, Lightning's own handler (which calls this one after it) lets the step or
+    batch in progress finish, then stops, and ``ResumableCheckpoint`` saves ``last``. Anywhere else (starting
+    up, testing, predicting, sampling for the FID) Lightning would only set a flag that nothing reads for as
+    long as the phase lasts, so this raises ``SIGTERMException`` right away.
+    """
+
+    def __init__(self) -> None:
+        self.trainer: L.Trainer | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        trainer = self.trainer
+        fitting = trainer is not None and trainer.state.fn == TrainerFn.FITTING
+        if not (fitting and trainer.state.stage in (RunningStage.TRAINING, RunningStage.VALIDATING)):
+            raise SIGTERMException
+
+
 def run_training_command(args: list[str]) -> None:
-    """Run ``zoo <fit|validate|test|predict> ...`` (``args`` starts with the subcommand)."""
+    """Run ``zoo <fit|validate|test|predict> ...`` (``args`` starts with the subcommand).
+
+    A run stopped by SIGTERM exits with status 143 (128 + 15), as schedulers expect of a job that did not
+    finish, after ``fit`` saved ``last.ckpt``.
+    """
     # Lightning's own use of a deprecated torch API; nothing a zoo user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
+    handler = _SigtermOutsideTraining()
+    previous = signal.signal(signal.SIGTERM, handler)
+    ZooLightningCLI.sigterm_handler = handler
     # LightningCLI warns when given args while sys.argv holds others; from the console they are the same.
     try:
         ZooLightningCLI(args=None if args == sys.argv[1:] else args)
+    except SIGTERMException:
+        _print_on_rank_zero("stopped by SIGTERM; a fit resumes from its last.ckpt with --ckpt_path last")
+        sys.exit(143)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         # Lightning leaves the process group of a multi-process run alive; tearing it down at interpreter
         # exit instead can abort the process ("terminate called without an active exception").
         import torch.distributed as dist

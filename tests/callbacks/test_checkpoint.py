@@ -101,6 +101,32 @@ def test_ckpt_path_last_resumes_in_the_same_run_folder(
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
 
 
+def test_a_second_writer_is_refused_while_the_first_lives_and_a_dead_ones_lock_is_taken_over(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    recipe = ["--config", str(repo / "recipes/quickstart.yaml"), *quick, "--trainer.limit_train_batches", "2"]
+    ZooLightningCLI(args=["fit", *recipe, "--trainer.max_epochs", "1"])
+    run_dir = tmp_path / "runs" / "quickstart" / "version_0"
+    assert not (run_dir / "run.lock").exists()  # released when fit ended
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a live process on this host
+    try:
+        lock = {"pid": writer.pid, "host": socket.gethostname(), "started": time.time()}
+        (run_dir / "run.lock").write_text(json.dumps(lock))
+        with pytest.raises(SystemExit) as stopped:
+            ZooLightningCLI(args=["fit", *recipe, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+        assert stopped.value.code == 2
+        assert f"is being written by another zoo fit (pid {writer.pid}" in capsys.readouterr().err
+    finally:
+        writer.kill()
+        writer.wait()
+    resumed = ZooLightningCLI(args=["fit", *recipe, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == 4 and not (run_dir / "run.lock").exists()
+
+
 @pytest.mark.slow
 def test_sigterm_saves_a_resumable_checkpoint_and_restart_finishes(
     repo: Path, tmp_path: Path, quick: list[str]
@@ -138,3 +164,72 @@ def test_resumable_checkpoint_installs_the_atomic_writer(tmp_path: Path) -> None
     trainer = L.Trainer(callbacks=[ResumableCheckpoint(dirpath=tmp_path)], logger=False, accelerator="cpu")
     trainer.checkpoint_callback.setup(trainer, L.LightningModule(), "fit")
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+SIGTERM_AT = '''
+import os, signal, sys
+import lightning as L
+
+class SigtermAt(L.Callback):
+    """Send this process SIGTERM once, at the second batch of validation inside fit, or of testing."""
+
+    sent = False
+
+    def _send(self, trainer, batch_idx):
+        if not SigtermAt.sent and batch_idx == 1 and not trainer.sanity_checking:
+            SigtermAt.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if os.environ["PHASE"] == "validation" and trainer.state.fn == "fit":
+            self._send(trainer, batch_idx)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if os.environ["PHASE"] == "test":
+            self._send(trainer, batch_idx)
+
+from zoo.cli import main
+main(sys.argv[1:])
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["validation", "test"])
+def test_sigterm_outside_the_training_step_stops_promptly_with_status_143(
+    phase: str, repo: Path, tmp_path: Path, quick_fit: list[str]
+) -> None:
+    """Validation inside fit saves a resumable last.ckpt; testing stops at once; loader workers never hang exit."""
+    (tmp_path / "run.py").write_text(SIGTERM_AT)
+    command = [
+        sys.executable, str(tmp_path / "run.py"), "fit", "--config", str(repo / "recipes/quickstart.yaml"),
+        *quick_fit, "--data.init_args.num_workers", "2", "--trainer.limit_train_batches", "3",
+        "--trainer.limit_val_batches", "6", "--trainer.limit_test_batches", "6", "--trainer.max_epochs", "2",
+        "--trainer.callbacks+=__main__.SigtermAt",
+    ]  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run(
+        command, cwd=tmp_path, env={**os.environ, "PHASE": phase}, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert time.monotonic() - started < 60 and "stopped by SIGTERM" in done.stdout
+    last = tmp_path / "runs" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)["global_step"]
+    assert saved == (3 if phase == "validation" else 6)  # validation of epoch 0, or the test after epoch 1
+    if phase == "validation":
+        resumed = subprocess.run(
+            [*command[:-1], "--ckpt_path", "last"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert torch.load(last, weights_only=True)["global_step"] == 6
+
+
+def test_last_is_the_newest_state_even_when_the_monitored_metric_stops_improving(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ZooLightningCLI(args=["fit", "--config", str(repo / "recipes/quickstart.yaml"), *quick,
+                          "--trainer.limit_train_batches", "2", "--trainer.max_epochs", "3",
+                          "--checkpoint.monitor", "epoch", "--checkpoint.mode", "min"])  # fmt: skip
+    checkpoints = tmp_path / "runs" / "quickstart" / "version_0" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 6  # not 2, the best epoch's
+    assert [p.name for p in checkpoints.glob("epoch*")] == ["epoch000-step000002.ckpt"]

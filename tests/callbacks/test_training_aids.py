@@ -172,3 +172,34 @@ def test_cli_adds_lr_monitor_and_guard_and_accepts_early_stopping(
 
     events = EventAccumulator(str(tmp_path / "runs" / "quickstart" / "version_0")).Reload()
     assert any(tag.startswith("lr-SGD") for tag in events.Tags()["scalars"]), events.Tags()["scalars"]
+
+
+def test_a_non_finite_state_is_never_saved_and_the_guard_names_the_last_finite_checkpoint(
+    tmp_path: Path, trainer_factory
+) -> None:
+    """lr 1e6-style blow-ups poison normalisation statistics before the loss turns NaN; no checkpoint keeps them."""
+    task = ImageClassifier("speedrun_net_tiny", optimizer=partial(torch.optim.SGD, lr=0.1))
+
+    class PoisonStatisticsThenLoss(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 3:
+                next(m for m in pl_module.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_var.fill_(
+                    float("inf")
+                )
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 5:
+                batch[0][0, 0, 0, 0] = float("nan")
+
+    checkpoint = ResumableCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=0)
+    trainer = trainer_factory(
+        max_steps=10,
+        enable_checkpointing=True,
+        callbacks=[PoisonStatisticsThenLoss(), StopOnNonFiniteLoss(), checkpoint],
+    )
+    skipped = r"not saving .*last\.ckpt at step 4: backbone\..*running_var holds NaN"
+    with pytest.warns(UserWarning, match=skipped), pytest.raises(NonFiniteLossError, match=r"from .*ckpt/last\.ckpt"):
+        trainer.fit(task, _images())
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 2
+    assert all(torch.isfinite(t).all() for t in saved["state_dict"].values() if t.is_floating_point())

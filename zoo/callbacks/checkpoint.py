@@ -13,7 +13,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
@@ -75,12 +76,19 @@ class ResumableCheckpoint(ModelCheckpoint):
     * stores the random states of Python, NumPy and torch (CPU and every CUDA device) in each checkpoint and
       restores them right before the first resumed training step, so dropout, stochastic depth and anything
       else drawing from them continue as in an uninterrupted run;
+    * saves ``last`` at every epoch's save point, also when the monitored metric did not improve (Lightning 2.6
+      then writes no ``last``, leaving it at an older epoch);
     * saves ``last`` every ``every_n_train_steps`` even while the monitored metric does not exist yet (Lightning
       defers such saves to the next validation, which leaves nothing to resume from if a job is preempted in
       its first epoch);
-    * saves ``last`` when training is stopped by SIGTERM (preemption) or Ctrl+C, after the step in progress,
-      so a job restarted with ``--ckpt_path last`` loses nothing that finished. Errors, such as a loss that
+    * saves ``last`` when fitting is stopped by SIGTERM (preemption) or Ctrl+C, in training after the step in
+      progress and in validation after the batch in progress, so a job restarted with ``--ckpt_path last``
+      loses nothing that finished. Errors, such as a loss that
       stopped being finite, do not overwrite ``last``: the last good checkpoint stays.
+    * never writes a state that holds a non-finite value (a weight or a normalisation statistic that became
+      NaN or infinite): the save is skipped with a warning naming the tensor, so ``last`` and the best
+      checkpoints always hold a state training can resume from. The check is one reduction on the device per
+      save.
 
     Together with the data modules' resumable loaders (:mod:`zoo.data.sampling`), a run stopped mid-epoch and
     resumed ends with the same weights, optimizer state, learning rate and logged metrics as one that ran
@@ -138,8 +146,54 @@ class ResumableCheckpoint(ModelCheckpoint):
             self._last_global_step_saved = previous
 
     @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._keep_last_current(trainer)
+
+    def _keep_last_current(self, trainer: L.Trainer) -> None:
+        """Write ``last`` at each epoch's save point even when no top-k checkpoint was written.
+
+        Lightning (2.6) writes ``last`` only at a step where it also wrote a top-k checkpoint, so a run whose
+        monitored metric stopped improving would leave ``last`` at an older epoch and ``--ckpt_path last`` would
+        silently repeat epochs.
+        """
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    @override
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        bad = _first_non_finite(trainer.lightning_module)
+        if bad is None:
+            super()._save_checkpoint(trainer, filepath)
+            return
+        kept = (
+            f"{self.last_model_path} keeps step {self._last_global_step_saved}"
+            if self._last_global_step_saved
+            else ("no checkpoint has been saved yet")
+        )
+        rank_zero_warn(
+            f"not saving {filepath} at step {trainer.global_step}: {bad} holds NaN or infinite values, and a "
+            f"checkpoint must be a state training can resume from; {kept}"
+        )
+
+    @property
+    def last_finite_checkpoint(self) -> str:
+        """The newest checkpoint written, which by construction holds only finite values ("" before any)."""
+        return self._last_checkpoint_saved or ""
+
+    @override
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and trainer.training:
+        # In training or in the validation inside fit (the weights are those after the last finished step;
+        # EMA stores them right even while its average is swapped in for validation).
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and trainer.global_step > 0
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and fitting:
             candidates = self._monitor_candidates(trainer)
             self._save_last_checkpoint(trainer, candidates)
             rank_zero_info(
@@ -148,6 +202,20 @@ class ResumableCheckpoint(ModelCheckpoint):
             )
         else:
             super().on_exception(trainer, pl_module, exception)
+
+
+def _first_non_finite(module: L.LightningModule) -> str | None:
+    """The name of a floating-point parameter or buffer of ``module`` that is not finite, or ``None``.
+
+    One flag is reduced on the device and read once; the names are looked for only when it is set.
+    """
+    tensors = {name: t for name, t in module.state_dict().items() if t.is_floating_point() and t.numel()}
+    if not tensors:
+        return None
+    finite = torch.stack([torch.isfinite(t).all() for t in tensors.values()])
+    if bool(finite.all()):
+        return None
+    return next(name for name, ok in zip(tensors, finite.tolist(), strict=True) if not ok)
 
 
 def _rng_states() -> dict[str, Any]:

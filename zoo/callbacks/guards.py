@@ -50,7 +50,12 @@ class StopOnNonFiniteLoss(L.Callback):
         if finite is None or bool(finite):
             return
         checkpoint = trainer.checkpoint_callback
-        saved = getattr(checkpoint, "last_model_path", "") or getattr(checkpoint, "best_model_path", "")
+        # ResumableCheckpoint never writes a non-finite state, so its newest file is one to resume from.
+        saved = (
+            getattr(checkpoint, "last_finite_checkpoint", "")
+            or getattr(checkpoint, "last_model_path", "")
+            or getattr(checkpoint, "best_model_path", "")
+        )
         resume = f"resume from {saved} (--ckpt_path last)" if saved else "no checkpoint has been saved yet"
         raise NonFiniteLossError(
             f"training loss is {bad.float().item()} at step {trainer.global_step} (epoch {trainer.current_epoch}, "

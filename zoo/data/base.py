@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import os
 import signal
 from collections.abc import Callable
@@ -17,6 +19,23 @@ from zoo.data.sampling import ResumableDataLoader, ResumableSampler
 from zoo.errors import ConfigError, UsageError
 
 __all__ = ["ZooDataModule"]
+
+
+def _kill_daemonic_children() -> None:
+    """At exit, kill the daemonic children left (loader workers) instead of letting multiprocessing stop them.
+
+    multiprocessing's own exit handler stops daemonic children with SIGTERM and then joins them; loader workers
+    ignore SIGTERM (below), so after a run that ended by an exception, with its loaders' workers never shut
+    down, the join would wait forever. Daemonic children are killed at exit by design; this only makes it stick.
+    """
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    if children and hasattr(signal, "SIGCHLD"):  # torch's handler would report each death as a worker failure
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        child.kill()
+
+
+atexit.register(_kill_daemonic_children)  # runs before multiprocessing's handler, registered earlier
 
 
 def _leave_sigterm_to_the_trainer(worker_id: int) -> None:
