@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar, Timer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
@@ -43,6 +43,7 @@ from typing_extensions import override
 from zoo.callbacks.checkpoint import ResumableCheckpoint
 from zoo.callbacks.guards import StopOnNonFiniteLoss
 from zoo.callbacks.metadata import CheckpointMetadata
+from zoo.callbacks.progress import ZooProgressBar
 from zoo.callbacks.run_lock import RunFolderLock, check_run_folder
 from zoo.checkpoints import check_file, read_checkpoint
 from zoo.data.facts import DataFacts
@@ -220,7 +221,7 @@ class ZooLightningCLI(LightningCLI):
             return not any(isinstance(cb, kind) for cb in callbacks)
 
         if trainer_config.get("enable_progress_bar") is not False and missing(ProgressBar):
-            callbacks.append(RichProgressBar())
+            callbacks.append(ZooProgressBar())
         if trainer_config.get("logger") not in (False, None) and missing(LearningRateMonitor):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         if missing(StopOnNonFiniteLoss):

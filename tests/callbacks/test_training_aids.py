@@ -203,3 +203,12 @@ def test_a_non_finite_state_is_never_saved_and_the_guard_names_the_last_finite_c
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 2
     assert all(torch.isfinite(t).all() for t in saved["state_dict"].values() if t.is_floating_point())
+
+
+def test_a_step_bounded_run_shows_a_sensible_epoch_in_the_progress_bar(trainer_factory) -> None:
+    from zoo.callbacks import ZooProgressBar
+
+    for bounds, shown in (({"max_steps": 2000}, "Epoch 3 (of a 2000-step run)"), ({"max_epochs": 5}, "Epoch 3/4")):
+        bar = ZooProgressBar()
+        bar.setup(trainer_factory(**bounds, callbacks=[bar], enable_progress_bar=True), None, "fit")
+        assert bar._get_train_description(3).strip() == shown  # Lightning shows "Epoch 3/-2" for the first

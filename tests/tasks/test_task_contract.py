@@ -91,6 +91,14 @@ class TaskContract:
         assert tuple(output.shape) == spec.resolve(self.sizes)
         assert str(output.dtype).removeprefix("torch.") == spec.dtype
 
+    def test_the_example_input_array_runs_through_forward(self) -> None:
+        """Lightning's model summary feeds it to the task; it must give the signature's output shape."""
+        task = self.make_task().eval()
+        signature = task.inference_signature()
+        with torch.no_grad():
+            output = task(*task.example_input_array)
+        assert tuple(output.shape) == signature.outputs[0].resolve(signature.example_sizes)
+
     def test_the_task_counts_its_samples_and_flops(self) -> None:
         task = self.make_task()
         assert int(task.count_samples(self.make_batch())) == self.samples

@@ -7,6 +7,7 @@ from zoo.callbacks.finetuning import FreezeBackbone
 from zoo.callbacks.guards import NonFiniteLossError, StopOnNonFiniteLoss
 from zoo.callbacks.metadata import CheckpointMetadata
 from zoo.callbacks.mixup import MixupCutmix
+from zoo.callbacks.progress import ZooProgressBar
 from zoo.callbacks.run_lock import RunFolderLock
 from zoo.callbacks.throughput import ThroughputMonitor
 
@@ -23,5 +24,6 @@ __all__ = [
     "RunFolderLock",
     "StopOnNonFiniteLoss",
     "ThroughputMonitor",
+    "ZooProgressBar",
     "check_checkpoint_file",
 ]

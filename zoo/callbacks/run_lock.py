@@ -35,8 +35,8 @@ def check_run_folder(folder: str | os.PathLike[str]) -> None:
     except (OSError, ValueError):
         return  # no lock, or a torn one: nobody is provably writing
     pid, host = int(owner.get("pid", -1)), str(owner.get("host", ""))
-    if pid == os.getpid() and host == socket.gethostname():
-        return
+    if pid in (os.getpid(), os.getppid()) and host == socket.gethostname():
+        return  # this run, or the rank-0 process that launched this DDP rank
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(owner.get("started", 0))))
     if host != socket.gethostname():
         raise UsageError(

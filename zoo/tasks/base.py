@@ -258,6 +258,25 @@ class ZooTask(L.LightningModule):
         """Valid random inputs for the symbolic ``sizes`` (e.g. ``{"batch": 3}``), in the signature's order."""
         raise NotImplementedError(f"{type(self).__name__} does not make example inputs")
 
+    @property
+    def example_input_array(self) -> Any:
+        """Inputs of the signature's example sizes, so Lightning's model summary shows sizes and FLOPs per layer.
+
+        ``None`` for a compiled backbone: the summary's forward pass would compile it for a size that training
+        does not use. Set it to override.
+        """
+        if self._example_input_array is not None or self.compile_backbone:
+            return self._example_input_array
+        try:
+            signature = self.inference_signature()
+        except NotImplementedError:
+            return None
+        return self.example_inputs(signature.example_sizes, torch.Generator().manual_seed(0))
+
+    @example_input_array.setter
+    def example_input_array(self, example: Any) -> None:
+        self._example_input_array = example
+
     def labels(self) -> tuple[str, ...] | None:
         """Class names from the data, when they fit the task's classes."""
         names = self.data_facts.class_names
