@@ -15,10 +15,8 @@ import difflib
 import json
 import sys
 import traceback
-from collections.abc import Callable
-from typing import Any
 
-__all__ = ["at_least", "main"]
+__all__ = ["main"]
 
 TRAINING_COMMANDS = {
     "fit": "train a model from a recipe, then test the best checkpoint",
@@ -121,22 +119,6 @@ def _run(command: str, rest: list[str], args: list[str]) -> None:
         close = difflib.get_close_matches(command, [*TRAINING_COMMANDS, *OTHER_COMMANDS], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         sys.exit(f"zoo: unknown command '{command}'{hint} (see `zoo --help`)")
-
-
-def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
-    """An argparse ``type`` that reads a number of ``kind`` and refuses one below ``minimum`` (exit 2, named)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            expected = "a whole number" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
-        return value
-
-    return parse
 
 
 def _models_command(argv: list[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli import at_least
+from zoo.arguments import at_least
 
 __all__ = ["run_generate_command"]
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoo.cli import at_least
+from zoo.arguments import at_least
 
 if TYPE_CHECKING:
     import torch
