@@ -23,6 +23,7 @@ import torch
 
 from export.metadata import METADATA_FILE, dumps
 from export.specs import ExportSpec
+from zoo.checkpoints import damaged_member
 from zoo.errors import CheckpointError, ConfigError
 
 __all__ = ["FORMATS", "SUFFIXES", "check_artifact", "read_metadata", "runner", "write"]
@@ -118,19 +119,23 @@ def check_artifact(path: str | Path) -> None:
     Raises:
         ValueError: Naming the file and the damaged member or weights.
     """
-    from zoo.checkpoints import damaged_member
-
     path = Path(path)
-    if path.suffix != ".onnx":
-        damaged = damaged_member(path)
-        if damaged is not None:
-            raise CheckpointError(
-                f"exported model {path} is damaged: the bytes of its member {damaged!r} no longer match the CRC-32 "
-                "written with them; export the checkpoint again"
-            )
-        return
+    if path.suffix == ".onnx":
+        _check_onnx_weights(_load_onnx(path), path)
+    else:
+        _check_archive(path)
 
-    model = _load_onnx(path)
+
+def _check_archive(path: Path) -> None:
+    damaged = damaged_member(path)
+    if damaged is not None:
+        raise CheckpointError(
+            f"exported model {path} is damaged: the bytes of its member {damaged!r} no longer match the CRC-32 "
+            "written with them; export the checkpoint again"
+        )
+
+
+def _check_onnx_weights(model: Any, path: Path) -> None:
     stored = next((p.value for p in model.metadata_props if p.key == WEIGHTS_CRC_KEY), None)
     if stored is None:
         return
@@ -187,19 +192,24 @@ def _first(output: Any) -> torch.Tensor:
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The zoo metadata embedded in an artifact of any of the three formats (chosen by its suffix).
 
+    The artifact is checked on the way (:func:`check_artifact`), from the same read of the file.
+
     Raises:
-        ValueError: If the file carries no zoo metadata.
+        ValueError: If the file carries no zoo metadata, or its weights changed after export.
     """
     path = Path(path)
     if path.suffix == ".onnx":
         model = _load_onnx(path)
+        _check_onnx_weights(model, path)
         props = {p.key: p.value for p in model.metadata_props}
         text = props.get(METADATA_FILE)
     elif path.suffix == ".pt2":
+        _check_archive(path)
         extra = {METADATA_FILE: ""}
         torch.export.load(path, extra_files=extra)
         text = extra[METADATA_FILE] or None
     else:
+        _check_archive(path)
         extra = {METADATA_FILE: ""}
         with _torchscript_deprecation_known():
             torch.jit.load(str(path), map_location="cpu", _extra_files=extra)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.formats import check_artifact, read_metadata, runner
+from export.formats import read_metadata, runner
 from zoo.data.facts import tokenizer_from_spec
 from zoo.errors import CheckpointError, ConfigError, MissingFileError
 from zoo.tasks.signature import ImageInput, InferenceSignature, TextInput, TokenInput
@@ -39,8 +39,7 @@ def load(path: str | os.PathLike[str]) -> ExportedModel:
     fmt = _FORMAT_OF_SUFFIX.get(path.suffix)
     if fmt is None:
         raise ConfigError(f"{path}: unknown artifact suffix {path.suffix!r}; expected .onnx, .pt2 or .torchscript.pt")
-    check_artifact(path)
-    return ExportedModel(path, fmt, read_metadata(path))
+    return ExportedModel(path, fmt, read_metadata(path))  # read_metadata checks the weights too
 
 
 class ExportedModel:
@@ -77,10 +76,10 @@ class ExportedModel:
             raise self._wrong_input(what)
         return preprocessing
 
-    def _wrong_input(self, what: str) -> ValueError:
+    def _wrong_input(self, what: str) -> ConfigError:
         preprocessing = self.signature.preprocessing
         takes = "no raw input it can prepare" if preprocessing is None else f"{preprocessing.kind} input"
-        return ValueError(f"{self.path}: {what}, but this {self.signature.task or 'model'} takes {takes}")
+        return ConfigError(f"{self.path}: {what}, but this {self.signature.task or 'model'} takes {takes}")
 
     # Images ----------------------------------------------------------------------------------------------
 

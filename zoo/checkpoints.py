@@ -140,15 +140,17 @@ def _stored_bytes(path: Path, member: str) -> bytes:
         return f.read(info.compress_size)
 
 
-def load_safely(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
+def load_safely(path: str | os.PathLike[str], map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
     """``torch.load(path, weights_only=True)``, refusing with the reason what needs more.
+
+    ``mmap=True`` maps the tensors instead of reading them, for callers that want only the small parts.
 
     Raises:
         ValueError: If the file holds objects that only arbitrary unpickling can rebuild: zoo never loads
             those, so that opening a checkpoint cannot run code.
     """
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             raise CheckpointError(

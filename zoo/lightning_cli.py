@@ -45,7 +45,7 @@ from zoo.callbacks.guards import StopOnNonFiniteLoss
 from zoo.callbacks.metadata import CheckpointMetadata
 from zoo.callbacks.progress import ZooProgressBar
 from zoo.callbacks.run_lock import RunFolderLock, check_run_folder
-from zoo.checkpoints import check_file, read_checkpoint
+from zoo.checkpoints import check_file, load_safely
 from zoo.data.facts import DataFacts
 from zoo.errors import ConfigError, MissingFileError, ZooError
 
@@ -60,17 +60,21 @@ _TRAINER_DEFAULTS = {
 }
 
 
-class DataFactMismatchError(ConfigError):
-    """A recipe gave a task argument that the data module's facts contradict."""
-
-
 class ZooLightningCLI(LightningCLI):
-    """LightningCLI for any zoo task and data module (both in subclass mode, chosen by ``class_path``)."""
+    """LightningCLI for any zoo task and data module (both in subclass mode, chosen by ``class_path``).
 
-    sigterm_handler: _SigtermOutsideTraining | None = None  # set by the `zoo` command, which owns the process
+    Args:
+        args: The arguments (``sys.argv`` when ``None``).
+        run: Run the subcommand, as LightningCLI's ``run``.
+        sigterm_handler: The process's SIGTERM handler, told which trainer to watch (the `zoo` command installs
+            one; library use leaves SIGTERM to Lightning).
+    """
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+    def __init__(
+        self, args: list[str] | None = None, run: bool = True, sigterm_handler: _SigtermOutsideTraining | None = None
+    ) -> None:
         self._started = time.perf_counter()
+        self.sigterm_handler = sigterm_handler
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
@@ -154,7 +158,8 @@ class ZooLightningCLI(LightningCLI):
     @staticmethod
     def _check_task_of(path: Path, config: Any) -> Path:
         """Refuse a checkpoint of another task than the recipe's (Lightning would silently swap the task)."""
-        recorded = (read_checkpoint(path).get("hyper_parameters") or {}).get("_class_path")
+        # `path` was checked (check_file); mmap reads the small pickle, not the weights.
+        recorded = (load_safely(path, mmap=True).get("hyper_parameters") or {}).get("_class_path")
         wanted = config.model.get("class_path") if config.get("model") else None
         if recorded is not None and wanted is not None and recorded != wanted:
             raise ConfigError(
@@ -194,18 +199,6 @@ class ZooLightningCLI(LightningCLI):
                     compute_fn=partial(_data_fact, name=name, given=chosen),
                     apply_on="instantiate",
                 )
-
-    @override
-    def instantiate_classes(self) -> None:
-        """Instantiate as LightningCLI does; a recipe value that contradicts the data is a usage error."""
-        try:
-            super().instantiate_classes()
-        except ValueError as err:  # jsonargparse wraps what a link's compute_fn raises
-            mismatch = err if isinstance(err, DataFactMismatchError) else err.__cause__
-            if not isinstance(mismatch, DataFactMismatchError):
-                raise
-            parser = self.parser if self.subcommand is None else self._parser(self.subcommand)
-            parser.error(str(mismatch))
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Add the default callbacks a recipe did not configure itself.
@@ -311,10 +304,9 @@ def run_training_command(args: list[str]) -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=Warning)
     handler = _SigtermOutsideTraining()
     previous = signal.signal(signal.SIGTERM, handler)
-    ZooLightningCLI.sigterm_handler = handler
     # LightningCLI warns when given args while sys.argv holds others; from the console they are the same.
     try:
-        ZooLightningCLI(args=None if args == sys.argv[1:] else args)
+        ZooLightningCLI(args=None if args == sys.argv[1:] else args, sigterm_handler=handler)
     except SIGTERMException:
         _print_on_rank_zero("stopped by SIGTERM; a fit resumes from its last.ckpt with --ckpt_path last")
         sys.exit(143)
@@ -337,7 +329,7 @@ def _data_fact(data: Any, name: str, given: Any) -> Any:
     """The data module's fact ``name`` (``None``: the task's default), checked against a value the recipe gave."""
     value = DataFacts.of(data).links({name}).get(name)
     if given is not None and value is not None and _plain(given) != value:
-        raise DataFactMismatchError(
+        raise ConfigError(  # jsonargparse wraps it; the `zoo` command's error boundary finds it (exit 2)
             f"model.init_args.{name}={given} disagrees with the data module's {name}={value}; leave it out of the "
             "recipe (it is linked from the data) or change the data"
         )

@@ -173,11 +173,9 @@ class ResumableCheckpoint(ModelCheckpoint):
         if bad is None:
             super()._save_checkpoint(trainer, filepath)
             return
-        kept = (
-            f"{self.last_model_path} keeps step {self._last_global_step_saved}"
-            if self._last_global_step_saved
-            else ("no checkpoint has been saved yet")
-        )
+        # Not last_model_path: Lightning points it at the file it is about to write, which this save skips.
+        saved = self.last_finite_checkpoint
+        kept = f"{saved} keeps step {self._last_global_step_saved}" if saved else "no checkpoint has been saved yet"
         rank_zero_warn(
             f"not saving {filepath} at step {trainer.global_step}: {bad} holds NaN or infinite values, and a "
             f"checkpoint must be a state training can resume from; {kept}"

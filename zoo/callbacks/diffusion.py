@@ -22,6 +22,8 @@ __all__ = ["DiffusionFID", "DiffusionSampleGrid"]
 
 
 class _Sampler(Protocol):
+    """What these callbacks ask of a task: it samples images and maps a batch to its real images."""
+
     in_chans: int
 
     def sample(self, num_images: int, seed: int = 0) -> torch.Tensor: ...
@@ -64,7 +66,7 @@ class DiffusionSampleGrid(L.Callback):
         )
 
     @rank_zero_only
-    def _log_grid(self, trainer: L.Trainer, pl_module: Any) -> None:
+    def _log_grid(self, trainer: L.Trainer, pl_module: _Sampler) -> None:
         from torchvision.utils import make_grid
 
         experiment = getattr(trainer.logger, "experiment", None)
@@ -114,7 +116,7 @@ class DiffusionFID(L.Callback):
         if batch_idx + 1 == trainer.num_test_batches[dataloader_idx]:
             self._generate(trainer, pl_module)
 
-    def _generate(self, trainer: L.Trainer, pl_module: Any) -> None:
+    def _generate(self, trainer: L.Trainer, pl_module: _Sampler) -> None:
         self._generated = True
         world, rank = trainer.world_size, trainer.global_rank
         share = self.num_images // world + (rank < self.num_images % world)

@@ -56,6 +56,10 @@ class CheckpointMetadata(L.Callback):
         saver = trainer.checkpoint_callback
         score = getattr(saver, "best_model_score", None)
         best = None if score is None else BestScore(getattr(saver, "monitor", None), float(score))
-        stored = ZooMetadata(__version__, DataFacts.of(trainer.datamodule), recipe, metrics, best).to_dict()
-        # A task stores its own facts too; whichever hook runs last writes the same data.
+        # A zoo task stores its own data facts (a tokenizer's JSON can be megabytes: serialise it once).
+        own_facts = isinstance(getattr(pl_module, "data_facts", None), DataFacts)
+        facts = DataFacts() if own_facts else DataFacts.of(trainer.datamodule)
+        stored = ZooMetadata(__version__, facts, recipe, metrics, best).to_dict()
+        if own_facts:
+            del stored["data"]
         checkpoint.setdefault(METADATA_KEY, {}).update(stored)

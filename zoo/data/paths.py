@@ -12,9 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from zoo.files import atomic_write
-
-__all__ = ["cache_dir", "cache_lock", "data_root", "write_text_atomically"]
+__all__ = ["cache_dir", "cache_lock", "data_root"]
 
 _DEFAULT = Path("~/.cache/zoo")
 
@@ -46,9 +44,3 @@ def cache_lock(entry: Path) -> Iterator[None]:
     entry.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry.parent / f".{entry.name}.lock")):
         yield
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it: readers never see half a file."""
-    with atomic_write(path, text=True) as f:
-        f.write(text)

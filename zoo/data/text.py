@@ -11,10 +11,11 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import ZooDataModule
-from zoo.data.paths import cache_dir, cache_lock, data_root, write_text_atomically
+from zoo.data.paths import cache_dir, cache_lock, data_root
 from zoo.data.sampling import sample_seed
 from zoo.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, tokenizer_from_config
 from zoo.errors import ConfigError, DataError, MissingFileError
+from zoo.files import atomic_write
 
 __all__ = ["TextCorpusDataModule", "TokenBlocks"]
 
@@ -153,7 +154,8 @@ class TextCorpusDataModule(ZooDataModule):
             if cached.is_file():
                 return tokenizer_from_config({"type": "bpe", "json": cached.read_text()})
             trained = BPETokenizer.train([self.text[: self.split_at]], size)
-            write_text_atomically(cached, trained.to_config()["json"])
+            with atomic_write(cached, text=True) as f:
+                f.write(trained.to_config()["json"])
         return trained
 
     @property

@@ -14,8 +14,9 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import ZooDataModule
-from zoo.data.paths import cache_dir, cache_lock, data_root, write_text_atomically
+from zoo.data.paths import cache_dir, cache_lock, data_root
 from zoo.errors import ConfigError, DataError, MissingFileError
+from zoo.files import atomic_write
 
 __all__ = ["TextClassificationDataModule", "read_labelled_text"]
 
@@ -242,4 +243,5 @@ def _train_wordpiece(texts: Sequence[str], vocab_size: int, path: Path) -> None:
     wordpiece.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
-    write_text_atomically(path, wordpiece.to_str())
+    with atomic_write(path, text=True) as f:
+        f.write(wordpiece.to_str())

@@ -238,11 +238,13 @@ class ZooTask(L.LightningModule):
         Returns:
             The count, or ``None`` when the task does not count FLOPs (:meth:`flops_inputs` returns ``None``).
         """
-        if self.flops_inputs(batch) is None:
+        with torch.device("meta"):  # shapes only: nothing of the batch's size is allocated
+            inputs = self.flops_inputs(batch)
+        if inputs is None:
             return None
         build = self._backbone_build
         make_model = (lambda: create_model(build[0], **build[1])) if build is not None else None
-        return meta_training_flops(self.backbone, lambda: self.flops_inputs(batch), make_model=make_model)
+        return meta_training_flops(self.backbone, lambda: inputs, make_model=make_model)
 
     # Inference -----------------------------------------------------------------------------------------------
 
