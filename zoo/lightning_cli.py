@@ -7,14 +7,18 @@ A recipe names a task (``model``), a data module (``data``) and trainer settings
   ``in_chans``, ``in_channels``, ``vocab_size``, ``block_size``, ``image_size``, ``mean``, ``std``, ...) are
   passed to the task's ``__init__`` arguments of the same name, and only to those it has, so recipes do not
   repeat them (a value a recipe does give must agree with the data);
-* TensorBoard logging under ``runs/<recipe>/version_N``, a rich progress bar, a learning-rate monitor and the
-  non-finite loss guard by default; the resolved
-  config (with the seed actually used) is saved there and never overwritten;
+* TensorBoard logging under ``runs/<recipe>/version_N`` (``runs/`` becomes ``--trainer.default_root_dir``
+  when one is given; a recipe run on other data is named after that data, ``pubmed/gcn``), a rich progress
+  bar, a learning-rate monitor and the non-finite loss guard by default; the resolved config (with the seed
+  actually used) is saved there and never overwritten. With ``--trainer.logger false`` the run folder is the
+  same, without the TensorBoard logs;
 * a ``checkpoint`` section for :class:`zoo.callbacks.ResumableCheckpoint`, which keeps the best checkpoint by
   the task's default metric plus ``last.ckpt``, writes atomically, and saves ``last.ckpt`` on SIGTERM;
-* ``--ckpt_path last`` resumes the newest ``last.ckpt`` of the recipe's runs, continuing in its folder (the
-  config of the resumed invocation is saved beside the original as ``config.resume-N.yaml``); a checkpoint
-  path that is missing or truncated is an error that names it;
+* ``--ckpt_path last`` and ``--ckpt_path best`` name the newest ``last.ckpt`` of the recipe's runs and the best
+  checkpoint of its newest run, in any later process. A ``fit`` resuming a checkpoint of the recipe's runs
+  (``last``, ``best`` or its path) continues in the folder that wrote it (the config of the resumed invocation
+  is saved beside the original as ``config.resume-N.yaml``); a checkpoint path that is missing or truncated is
+  an error that names it;
 * ``--test_after_fit`` (default true): ``fit`` ends by testing the best checkpoint, and prints where the
   checkpoints and logs went.
 """
@@ -47,11 +51,11 @@ from zoo.callbacks.progress import ZooProgressBar
 from zoo.callbacks.run_lock import RunFolderLock, check_run_folder
 from zoo.checkpoints import check_file, load_safely
 from zoo.data.facts import DataFacts
-from zoo.errors import ConfigError, MissingFileError, ZooError
+from zoo.errors import ConfigError, MissingFileError, UsageError, ZooError
+from zoo.run_folders import RUNS_DIR, RunPlace, run_name, under_root
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
-RUNS_DIR = "runs"
 _TRAINER_DEFAULTS = {
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -74,6 +78,7 @@ class ZooLightningCLI(LightningCLI):
         self, args: list[str] | None = None, run: bool = True, sigterm_handler: _SigtermOutsideTraining | None = None
     ) -> None:
         self._started = time.perf_counter()
+        self._run_folder: Path | None = None
         self.sigterm_handler = sigterm_handler
         super().__init__(
             model_class=L.LightningModule,
@@ -109,51 +114,75 @@ class ZooLightningCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then name the run and resolve ``--ckpt_path`` before LightningCLI reads the checkpoint."""
+        """Parse, then place the run and resolve ``--ckpt_path`` before LightningCLI reads the checkpoint."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is None:
             return
         config = self.config[subcommand]
-        logger_args = _logger_init_args(config)
-        if logger_args is not None and logger_args.get("name") is None:
-            logger_args["name"] = _run_name(config)
         try:
-            self._resolve_ckpt_path(subcommand, config, logger_args)
+            self._place_run(subcommand, config)
         except (FileNotFoundError, ValueError, ZooError) as err:
             self._parser(subcommand).error(str(err))
 
-    def _resolve_ckpt_path(self, subcommand: str, config: Any, logger_args: Any) -> None:
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path in (None, "best", "hpc", "registry") or str(ckpt_path).startswith("registry:"):
-            return
-        if ckpt_path != "last":
-            self._check_task_of(check_file(ckpt_path), config)
-            return
-        run_root = Path(logger_args["save_dir"]) / logger_args["name"] if logger_args is not None else None
-        found = (
-            sorted(run_root.glob("version_*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
-            if run_root
-            else []
-        )
-        if not found:
-            where = f"{run_root}/version_*/checkpoints" if run_root else "the run folder (no logger is set)"
-            if subcommand != "fit":
-                raise MissingFileError(
-                    f"--ckpt_path last: no last checkpoint under {where}, so there is nothing to {subcommand}; "
-                    "train with `zoo fit` first, or pass the path of a checkpoint"
-                )
-            _print_on_rank_zero(f"--ckpt_path last: no last checkpoint under {where}; starting a new run")
-            config.ckpt_path = None
-            return
-        config.ckpt_path = str(self._check_task_of(check_file(found[-1]), config))
-        if subcommand == "fit":  # continue in the same run folder, next to the original config
-            run_dir = found[-1].parent.parent
-            check_run_folder(run_dir)  # not while another zoo fit still writes it
-            logger_args["version"] = run_dir.name
-            resumes = 1 + sum(1 for _ in run_dir.glob("config.resume-*.yaml"))
+    def _place_run(self, subcommand: str, config: Any) -> None:
+        """Choose the run folder, ``<root>/<name>/version_N``, with a logger or without one.
+
+        ``root`` is ``runs/`` or the ``--trainer.default_root_dir`` given. A ``fit`` that resumes a checkpoint
+        of this recipe's runs (``last``, ``best`` or a path) continues in the folder that wrote it and saves its
+        config beside the original as ``config.resume-N.yaml``.
+        """
+        logger_args = _logger_init_args(config)
+        root = config.trainer.get("default_root_dir")
+        place = None
+        if logger_args is not None:
+            if logger_args.get("name") is None:
+                logger_args["name"] = run_name(config)
+            if root and logger_args.get("save_dir") == RUNS_DIR:
+                logger_args["save_dir"] = root
+            place = RunPlace(Path(logger_args["save_dir"]), str(logger_args["name"]))
+        elif config.trainer.get("logger") is False:
+            place = RunPlace(under_root(root), run_name(config))
+        resumed = self._resolve_ckpt_path(subcommand, config, place)
+        if resumed is not None:
+            check_run_folder(resumed)  # not while another zoo fit still writes it
+            resumes = 1 + sum(1 for _ in resumed.glob("config.resume-*.yaml"))
             self.save_config_kwargs["config_filename"] = f"config.resume-{resumes}.yaml"
-        _print_on_rank_zero(f"--ckpt_path last: resuming from {config.ckpt_path}")
+        if logger_args is not None:
+            if resumed is not None:
+                logger_args["version"] = resumed.name
+            elif logger_args.get("version") is not None:
+                version = logger_args["version"]
+                _refuse_a_taken_folder(place.folder / (version if isinstance(version, str) else f"version_{version}"))
+        elif place is not None:  # no logger: Lightning writes the config and checkpoints into default_root_dir
+            self._run_folder = resumed or place.folder / place.next_version()
+
+    def _resolve_ckpt_path(self, subcommand: str, config: Any, place: RunPlace | None) -> Path | None:
+        """Check ``--ckpt_path`` and turn ``last`` and ``best`` into paths; the run folder a ``fit`` continues in."""
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path in (None, "hpc", "registry") or str(ckpt_path).startswith("registry:"):
+            return None
+        if ckpt_path == "best" and place is None:
+            return None  # a custom logger: Lightning's own meaning (the best of this process's fit)
+        if ckpt_path == "last":
+            found = place.newest_last() if place is not None else None
+            if found is None:
+                where = f"{place.folder}/version_*/checkpoints" if place else "the run folder (no logger is set)"
+                if subcommand != "fit":
+                    raise MissingFileError(
+                        f"--ckpt_path last: no last checkpoint under {where}, so there is nothing to {subcommand}; "
+                        "train with `zoo fit` first, or pass the path of a checkpoint"
+                    )
+                _print_on_rank_zero(f"--ckpt_path last: no last checkpoint under {where}; starting a new run")
+                config.ckpt_path = None
+                return None
+        else:
+            found = place.newest_best() if ckpt_path == "best" else Path(ckpt_path)
+        config.ckpt_path = str(self._check_task_of(check_file(found), config))
+        if ckpt_path in ("last", "best"):
+            doing = "resuming from" if subcommand == "fit" else "using"
+            _print_on_rank_zero(f"--ckpt_path {ckpt_path}: {doing} {found}")
+        return place.holds(found) if subcommand == "fit" and place is not None else None
 
     @staticmethod
     def _check_task_of(path: Path, config: Any) -> Path:
@@ -224,6 +253,8 @@ class ZooLightningCLI(LightningCLI):
         if missing(RunFolderLock):
             callbacks.append(RunFolderLock())
         trainer_config["callbacks"] = callbacks
+        if self._run_folder is not None:
+            trainer_config["default_root_dir"] = str(self._run_folder)  # not in the saved config: it names the root
         trainer = super().instantiate_trainer(**kwargs)
         if self.sigterm_handler is not None:
             self.sigterm_handler.trainer = trainer
@@ -268,6 +299,7 @@ class ZooLightningCLI(LightningCLI):
         lines += saved
         if trainer.log_dir:
             lines.append(f"  logs and config       {trainer.log_dir}")
+        if trainer.logger is not None and trainer.log_dir:
             lines.append(f"  view with             tensorboard --logdir {Path(trainer.log_dir).parent}")
         _print_on_rank_zero("\n".join(lines))
 
@@ -359,16 +391,13 @@ def _checkpoint_lines(checkpoint: ModelCheckpoint) -> list[str]:
     return lines
 
 
-def _run_name(config: Any) -> str:
-    """``cifar10/resnet18`` for ``recipes/cifar10/resnet18.yaml``; the recipe's stem elsewhere; else ``zoo``."""
-    configs = config.get("config") or []
-    if not configs:
-        return "zoo"
-    path = Path(str(configs[-1].absolute if hasattr(configs[-1], "absolute") else configs[-1]))
-    parts = path.with_suffix("").parts
-    if "recipes" in parts:
-        return "/".join(parts[len(parts) - parts[::-1].index("recipes") :])
-    return path.stem
+def _refuse_a_taken_folder(folder: Path) -> None:
+    """Refuse a run folder named on the command line that already holds a run (its config would be overwritten)."""
+    if (folder / "config.yaml").exists():
+        raise UsageError(
+            f"run folder {folder} already holds a run (its config.yaml); choose another "
+            "--trainer.logger.init_args.version, or continue that run with --ckpt_path last"
+        )
 
 
 def _import_class(class_path: str) -> type:

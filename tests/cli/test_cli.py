@@ -108,15 +108,17 @@ def test_random_seed_is_recorded_in_the_saved_config(
 
 
 def test_saved_config_is_never_overwritten(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few_steps: list[str]
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], few_steps: list[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", str(repo / "recipes/quickstart.yaml"), *few_steps, "--test_after_fit", "false"]
     args += ["--trainer.logger.init_args.version", "fixed"]
     ZooLightningCLI(args=args)
     saved = (tmp_path / "runs/quickstart/fixed/config.yaml").read_text()
-    with pytest.raises(RuntimeError, match="Aborting to avoid overwriting"):
+    with pytest.raises(SystemExit) as stopped:
         ZooLightningCLI(args=args)
+    assert stopped.value.code == 2
+    assert "run folder runs/quickstart/fixed already holds a run" in capsys.readouterr().err
     assert (tmp_path / "runs/quickstart/fixed/config.yaml").read_text() == saved
 
 
