@@ -99,3 +99,19 @@ def test_time_to_accuracy_smoke(tmp_path: Path) -> None:
         assert reached == [line[0][0] for line in timelines]  # a target of 0 is reached at the first epoch
         best = record[side]["best_accuracy_within_seconds"]["1000000000.0"]["per_seed"]
         assert best == [max(a for _, a in line) for line in timelines]
+
+
+def test_recipe_seeds_passes_zoo_fit_overrides_through(tmp_path: Path) -> None:
+    overrides = ["--trainer.max_epochs", "2", "--trainer.logger", "false", "--data.init_args.name", "Cora"]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/recipe_seeds.py"), str(REPO / "recipes/cora/gcn.yaml"), "--seeds", "1",
+         "--out", str(tmp_path / "seeds.jsonl"), *overrides],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["overrides"] == overrides and len(record["values"]) == 1
+    assert record["command"].endswith(
+        "--seeds 1 --trainer.max_epochs 2 --trainer.logger false --data.init_args.name Cora"
+    )
+    saved = (tmp_path / "runs/cora/gcn/version_0/config.yaml").read_text()
+    assert "max_epochs: 2\n" in saved and "logger: false" in saved

@@ -108,7 +108,11 @@ def test_random_seed_is_recorded_in_the_saved_config(
 
 
 def test_saved_config_is_never_overwritten(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], few_steps: list[str]
+    repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    few_steps: list[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", str(repo / "recipes/quickstart.yaml"), *few_steps, "--test_after_fit", "false"]

@@ -81,6 +81,46 @@ def test_corrupt_rows_and_missing_recipes_are_named(tmp_path: Path, capsys: pyte
     assert "suite cora has no recipes ['recipes/gcn.yaml']; it has ['recipes/cora/gcn.yaml'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"quality": {"metric": "test/acc1", "value": "0.82", "higher_is_better": True}}, "quality.value is '0.82'"),
+        ({"quality": {"metric": "test/acc1", "value": True, "higher_is_better": True}}, "quality.value is True"),
+        ({"metrics": {"test/acc1": "n/a"}}, "metrics.test/acc1 is 'n/a'"),
+        ({"hardware": {"cpu": "x86_64"}}, "hardware.cpu_threads missing"),
+        ({"train_seconds": "15 s"}, "wrong type: train_seconds (str)"),
+    ],
+)
+def test_a_row_with_a_non_numeric_or_missing_field_is_named_by_file_and_line(
+    tmp_path: Path, change: dict, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = (REPO / "benchmarks" / "results" / "cora.jsonl").read_text().splitlines()[0]
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "cora.jsonl").write_text(f"{good}\n{json.dumps({**json.loads(good), **change})}\n")
+    with pytest.raises(SystemExit) as stopped:
+        zoo_main(
+            ["leaderboard", "show", "--suites", "cora", "--results", str(results), "--page", str(tmp_path / "p.md")]
+        )
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "cora.jsonl:2: " in err and named in err
+    assert not (tmp_path / "p.md").exists()
+
+
+def test_show_outside_the_clone_writes_into_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = REPO / "docs" / "pages" / "leaderboard.md"
+    before = page.read_bytes()
+    (tmp_path / "leaderboard").mkdir()
+    (tmp_path / "leaderboard" / "cora.jsonl").write_bytes((REPO / "benchmarks/results/cora.jsonl").read_bytes())
+    monkeypatch.chdir(tmp_path)  # not the clone zoo is installed from
+    zoo_main(["leaderboard", "show", "--suites", "cora"])
+    assert "`recipes/cora/gcn.yaml` | cpu" in (tmp_path / "leaderboard" / "leaderboard.md").read_text()
+    assert (tmp_path / "leaderboard" / "img" / "leaderboard_cora.png").is_file()
+    assert page.read_bytes() == before
+
+
 @pytest.mark.parametrize("suite", sorted(p.stem for p in (REPO / "benchmarks" / "suites").glob("*.yaml")))
 def test_shipped_suites_name_existing_recipes(suite: str) -> None:
     loaded = load_suite(suite, REPO)

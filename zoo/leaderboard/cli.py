@@ -21,6 +21,15 @@ def _repo() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def _home(repo: Path) -> Path | None:
+    """Where results and pages go by default: ``None`` inside the clone (its own folders), else ``./leaderboard``.
+
+    Run outside the clone, ``zoo leaderboard`` must not write into the checkout it happens to be installed from.
+    """
+    here = Path.cwd().resolve()
+    return None if here.is_relative_to(repo.resolve()) else here / "leaderboard"
+
+
 def run_leaderboard_command(argv: list[str]) -> None:
     """Parse ``argv`` (the arguments after ``leaderboard``) and run or show suites."""
     parser = argparse.ArgumentParser(prog="zoo leaderboard", description="Reproducible leaderboard rows.")
@@ -31,12 +40,27 @@ def run_leaderboard_command(argv: list[str]) -> None:
     run.add_argument("--first_seed", type=int, default=0, help="seeds first_seed .. first_seed + seeds - 1")
     run.add_argument("--recipes", nargs="*", default=None, help="only these of the suite's recipes (paths)")
     run.add_argument("--budget", default="cpu", help="one of the suite's budgets (cpu, gpu, ...)")
-    run.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<suite>.jsonl")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: benchmarks/results/<suite>.jsonl in a zoo clone, else ./leaderboard/<suite>.jsonl",
+    )
     run.add_argument("--no_export", action="store_true", help="skip exporting each best checkpoint")
     show = commands.add_parser("show", help="render mean ± std tables and plots into the docs")
     show.add_argument("--suites", nargs="*", default=None, help="default: every suite with results")
-    show.add_argument("--results", type=Path, default=None, help="folder of <suite>.jsonl (benchmarks/results)")
-    show.add_argument("--page", type=Path, default=None, help="default: docs/pages/leaderboard.md")
+    show.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="folder of <suite>.jsonl (default: benchmarks/results in a zoo clone, else ./leaderboard)",
+    )
+    show.add_argument(
+        "--page",
+        type=Path,
+        default=None,
+        help="default: docs/pages/leaderboard.md in a zoo clone, else ./leaderboard/leaderboard.md",
+    )
     args = parser.parse_args(argv)
     repo = _repo()
     if args.command == "run":
@@ -64,7 +88,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, repo: Path) 
         entries = [entry for entry in suite.recipes if entry.recipe in args.recipes]
     if args.seeds < 1 or args.first_seed < 0:
         parser.error(f"--seeds must be >= 1 and --first_seed >= 0, got {args.seeds} and {args.first_seed}")
-    out = args.out or repo / "benchmarks" / "results" / f"{suite.name}.jsonl"
+    out = args.out or (_home(repo) or repo / "benchmarks" / "results") / f"{suite.name}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     for entry in entries:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -80,7 +104,8 @@ def _show(parser: argparse.ArgumentParser, args: argparse.Namespace, repo: Path)
     from zoo.leaderboard.rows import read_rows
     from zoo.leaderboard.show import render_page
 
-    results_dir = args.results or repo / "benchmarks" / "results"
+    home = _home(repo)
+    results_dir = args.results or home or repo / "benchmarks" / "results"
     names = args.suites or sorted(p.stem for p in (repo / "benchmarks" / "suites").glob("*.yaml"))
     results = {}
     try:
@@ -92,7 +117,7 @@ def _show(parser: argparse.ArgumentParser, args: argparse.Namespace, repo: Path)
         parser.error(str(err))
     if not results:
         parser.error(f"no results under {results_dir} for suites {names}; run `zoo leaderboard run` first")
-    page = args.page or repo / "docs" / "pages" / "leaderboard.md"
+    page = args.page or (home / "leaderboard.md" if home else repo / "docs" / "pages" / "leaderboard.md")
     render_page(results, page, page.parent / "img")
     print(f"wrote {page} ({sum(len(r) for r in results.values())} rows, suites {', '.join(sorted(results))})")
     sys.stdout.flush()

@@ -36,6 +36,13 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "command": str,
     "date": str,
 }
+_NUMBER = (int, float)
+# Fields inside the sections that the tables and plots read; a string where a number belongs is named up front.
+_NESTED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "quality": {"metric": str, "value": _NUMBER, "higher_is_better": bool},
+    "hardware": {"cpu": str, "cpu_threads": int},
+    "git": {"commit": (str, type(None)), "dirty": (bool, type(None))},
+}
 _PACKAGES = (
     "torch",
     "lightning",
@@ -52,7 +59,8 @@ def validate_row(row: Any, where: str = "row") -> dict[str, Any]:
     """Return ``row`` if it has every field of :data:`REQUIRED_FIELDS` with the right type.
 
     Raises:
-        ValueError: Naming ``where`` (file and line) and every missing or mistyped field.
+        DataError: Naming ``where`` (file and line) and every missing or mistyped field, the nested ones the
+            tables read (``quality.value``, ``metrics.*``, ``hardware.cpu_threads``, ...) included.
     """
     if not isinstance(row, dict):
         raise DataError(f"{where}: a leaderboard row must be a JSON object, got {type(row).__name__}")
@@ -60,7 +68,7 @@ def validate_row(row: Any, where: str = "row") -> dict[str, Any]:
     mistyped = [
         f"{name} ({type(row[name]).__name__})"
         for name, kind in REQUIRED_FIELDS.items()
-        if name in row and (not isinstance(row[name], kind) or (isinstance(row[name], bool) and kind is int))
+        if name in row and not _is(row[name], kind)
     ]
     if missing or mistyped:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
@@ -69,15 +77,33 @@ def validate_row(row: Any, where: str = "row") -> dict[str, Any]:
         raise DataError(f"{where}: incomplete leaderboard row: {'; '.join(parts)}")
     if set(row["quality"]) != {"metric", "value", "higher_is_better"}:
         raise DataError(f"{where}: quality must hold metric, value and higher_is_better, got {sorted(row['quality'])}")
+    problems = [
+        f"{section}.{name} {'missing' if name not in row[section] else f'is {row[section][name]!r}'}"
+        for section, fields in _NESTED_FIELDS.items()
+        for name, kind in fields.items()
+        if name not in row[section] or not _is(row[section][name], kind)
+    ]
+    problems += [f"metrics.{name} is {value!r}" for name, value in row["metrics"].items() if not _is(value, _NUMBER)]
+    if problems:
+        raise DataError(f"{where}: leaderboard row with bad values: {'; '.join(problems)} (numbers are expected)")
     return row
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """``isinstance``, except that a JSON ``true`` is not a number."""
+    return isinstance(value, kind) and not (isinstance(value, bool) and bool not in _types(kind))
+
+
+def _types(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every row of a ``.jsonl`` results file, validated.
 
     Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: For a line that is not JSON or not a complete row, naming the file and line.
+        MissingFileError: If the file does not exist.
+        DataError: For a line that is not JSON or not a complete row, naming the file and line.
     """
     path = Path(path)
     if not path.is_file():
