@@ -97,7 +97,14 @@ CASES: dict[str, tuple[Callable[[Path, Path], list[str]], list[str]]] = {
         lambda tmp, tree: _recipe("cora/gcn", "fit", "--data.init_args.root", str(_incomplete_cora(tmp)), *QUICK),
         ["Cora raw files incomplete", "lacks ind.cora.graph"],
     ),
-    "an image that cannot be decoded": (_folder_fit, ["cannot be decoded", ".jpg"]),
+    "images cut short, found at set-up": (
+        _folder_fit,
+        ["images under", "broken/train cannot be used", ".jpg (not a readable image", "check_images=false"],
+    ),
+    "an image that cannot be decoded, found when read": (
+        lambda tmp, tree: [*_folder_fit(tmp, tree), "--data.init_args.check_images", "false"],
+        ["cannot be decoded", ".jpg"],
+    ),
 }
 
 
