@@ -20,7 +20,14 @@ with the overhead per step and, on a GPU, the model-FLOPs utilisation of both si
 bf16 peak. Both sides read the same data pipeline on purpose: the ratio measures the training loop
 (Lightning's Trainer, the zoo task's step with its metrics and logging, the callbacks), not the data.
 
-Cases: ``cifar10-cnn`` and ``shakespeare-gpt`` (the CPU recipes), and for the GPU ``resnet50-224`` (timm
+``--process`` times what a command-line user waits for instead: both sides as whole fresh processes, from
+start to exit, imports, data loading, validation every epoch, model selection and the final test included:
+``zoo fit --config RECIPE`` against the script a user of that family's library would write
+(``benchmarks/plain/``: PyG's example loop for the Cora GCN and GAT). One warm-up round of each fills the
+data caches; then the sides alternate, and the record holds the medians and both test accuracies.
+
+Cases: ``cifar10-cnn``, ``quickstart-cnn``, ``shakespeare-gpt``, ``cora-gcn``, ``cora-gat`` and
+``shapes-ddpm`` (the CPU recipes of every family), and for the GPU ``resnet50-224`` (timm
 ResNet-50, 224 px, batch 256, bf16, channels-last; ``-compiled`` adds ``torch.compile``), ``gpt2-124m``
 (16 x 1024 tokens, bf16), ``ddpm-unet`` (the CIFAR-10 DDPM recipe, images on the device) and
 ``gcn-large-graph`` (a full-batch epoch on 200k nodes and 4M edges); synthetic data comes from
@@ -30,7 +37,10 @@ ResNet-50, 224 px, batch 256, bf16, channels-last; ``-compiled`` adds ``torch.co
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +57,7 @@ from plain_loop import PlainLoop, synchronize
 from recipe_accuracy import write_record
 from typing_extensions import override
 
+from zoo.data.paths import data_root
 from zoo.leaderboard.rows import environment, git_state, hardware
 from zoo.leaderboard.run import training_flops_per_sample
 from zoo.lightning_cli import ZooLightningCLI
@@ -68,6 +79,9 @@ class Case:
         overrides: ``zoo fit`` arguments added to the recipe.
         gpu: A case for the GPU; run by default only where CUDA is available.
         smoke: Overrides that shrink the case to seconds on a CPU, for ``--smoke``.
+        plain_process: For ``--process``: the hand-written script (relative to the repository) and its arguments;
+            ``{data}`` stands for a writable copy of the data it reads.
+        smoke_process: Arguments added to each side in ``--process --smoke`` (zoo's, then the script's).
     """
 
     recipe: str
@@ -77,6 +91,8 @@ class Case:
     overrides: tuple[str, ...] = ()
     gpu: bool = False
     smoke: tuple[str, ...] = ()
+    plain_process: tuple[str, ...] = ()
+    smoke_process: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 
 _SMALL_IMAGES = ("--data.init_args.image_size", "32", "--data.init_args.num_images", "16",
@@ -86,7 +102,21 @@ CASES = {
         "recipes/cifar10/speedrun_net_tiny.yaml", "image", steps=30, warmup=5,
         smoke=("--data.init_args.variant", "mini", "--data.init_args.batch_size", "32"),
     ),
+    "quickstart-cnn": Case("recipes/quickstart.yaml", "image", steps=30, warmup=5,
+                           smoke=("--data.init_args.batch_size", "32")),
     "shakespeare-gpt": Case("recipes/shakespeare/gpt_nano.yaml", "lm", steps=200, warmup=20),
+    "cora-gcn": Case(
+        "recipes/cora/gcn.yaml", "node", steps=100, warmup=10,
+        plain_process=("benchmarks/plain/pyg_planetoid.py", "--model", "gcn", "--data", "{data}"),
+        smoke_process=(("--trainer.max_epochs", "3"), ("--epochs", "3")),
+    ),
+    "cora-gat": Case(
+        "recipes/cora/gat.yaml", "node", steps=100, warmup=10,
+        plain_process=("benchmarks/plain/pyg_planetoid.py", "--model", "gat", "--data", "{data}"),
+        smoke_process=(("--trainer.max_epochs", "3"), ("--epochs", "3")),
+    ),
+    "shapes-ddpm": Case("recipes/shapes/ddpm_tiny.yaml", "diffusion", steps=30, warmup=5,
+                        smoke=("--data.init_args.batch_size", "8")),
     "resnet50-224": Case("benchmarks/recipes/resnet50_synthetic.yaml", "image", steps=50, warmup=10, gpu=True,
                          smoke=_SMALL_IMAGES),
     "resnet50-224-compiled": Case(
@@ -235,6 +265,69 @@ def compare(name: str, case: Case, rounds: int, smoke: bool = False) -> dict[str
     }
 
 
+def _zoo_process(case: Case, smoke: bool) -> list[str]:
+    extra = case.smoke_process[0] if smoke else ()
+    return [sys.executable, "-m", "zoo", "fit", "--config", str(REPO / case.recipe), *case.overrides, *extra]
+
+
+def _plain_process(case: Case, data: Path, smoke: bool) -> list[str]:
+    script, *args = (arg.replace("{data}", str(data)) for arg in case.plain_process)
+    return [sys.executable, str(REPO / script), *args, *(case.smoke_process[1] if smoke else ())]
+
+
+def _timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds of ``command`` as a fresh process, and the test accuracy it reported."""
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed with status {done.returncode}:\n{done.stderr[-3000:]}")
+    found = re.search(r"test/acc1\s+([0-9.]+)", done.stdout) or re.search(r'"test_acc1": ([0-9.]+)', done.stdout)
+    if found is None:
+        raise RuntimeError(f"{' '.join(command)} reported no test accuracy:\n{done.stdout[-2000:]}")
+    return seconds, float(found.group(1))
+
+
+def compare_processes(name: str, case: Case, rounds: int, smoke: bool = False) -> dict[str, Any]:
+    """Time ``zoo fit`` and the hand-written script as whole processes, alternating, after a warm-up round."""
+    if not case.plain_process:
+        raise SystemExit(f"case {name} has no hand-written script for --process; cases that do: {_process_cases()}")
+    per_round: dict[str, list[float]] = {"zoo": [], "plain": []}
+    accuracy: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work, data = Path(tmp), Path(tmp) / "data"
+        shutil.copytree(data_root() / "planetoid" / "Cora" / "raw", data / "Cora" / "raw")
+        commands = {"zoo": _zoo_process(case, smoke), "plain": _plain_process(case, data, smoke)}
+        for command in () if smoke else commands.values():  # warm-up: PyG processes the raw files, zoo caches
+            _timed(command, work)
+        for index in range(rounds):
+            for side in ("zoo", "plain") if index % 2 == 0 else ("plain", "zoo"):
+                seconds, accuracy[side] = _timed(commands[side], work)
+                per_round[side].append(round(seconds, 2))
+                print(f"{name:<22} round {index + 1}/{rounds} {side:<5} {seconds:8.2f} s", flush=True)
+    medians = {side: statistics.median(times) for side, times in per_round.items()}
+    return {
+        "benchmark": "side_by_side_process",
+        "case": name,
+        "recipe": case.recipe,
+        "commands": {side: " ".join(c) for side, c in commands.items()},
+        "rounds": rounds,
+        "seconds": {side: round(t, 2) for side, t in medians.items()},
+        "per_round": per_round,
+        "plain_over_zoo": round(medians["plain"] / medians["zoo"], 3),  # above 1: zoo finishes first
+        "test_acc1": accuracy,
+        "command": "python benchmarks/side_by_side.py " + " ".join(sys.argv[1:]),
+        "git": git_state(REPO),
+        "packages": environment(),
+        "hardware": hardware(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    }
+
+
+def _process_cases() -> list[str]:
+    return [name for name, case in CASES.items() if case.plain_process]
+
+
 def main() -> None:
     """Run the chosen cases and print (and append) one record each."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -245,7 +338,13 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps, one round (for CI, on CPU)")
+    parser.add_argument("--process", action="store_true", help="time both sides as whole fresh processes")
     args = parser.parse_args()
+    if args.process:
+        for name in args.cases or _process_cases():
+            record = compare_processes(name, CASES[name], 1 if args.smoke else args.rounds, smoke=args.smoke)
+            write_record(record, args.out)
+        return
     names = args.cases or [n for n, c in CASES.items() if not c.gpu or torch.cuda.is_available()]
     for name in names:
         case = CASES[name]

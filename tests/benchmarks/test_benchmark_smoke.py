@@ -115,3 +115,20 @@ def test_recipe_seeds_passes_zoo_fit_overrides_through(tmp_path: Path) -> None:
     )
     saved = (tmp_path / "runs/cora/gcn/version_0/config.yaml").read_text()
     assert "max_epochs: 2\n" in saved and "logger: false" in saved
+
+
+def test_side_by_side_process_mode_times_both_whole_processes(tmp_path: Path) -> None:
+    out = tmp_path / "process.jsonl"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "side_by_side.py"), "--process", "--smoke", "--cases", "cora-gcn",
+         "--out", str(out)],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["benchmark"] == "side_by_side_process" and record["commands"]["zoo"].endswith(
+        "--trainer.max_epochs 3"
+    )
+    assert "pyg_planetoid.py --model gcn" in record["commands"]["plain"]
+    assert record["seconds"]["zoo"] > 0 and record["seconds"]["plain"] > 0
+    assert record["plain_over_zoo"] == pytest.approx(record["seconds"]["plain"] / record["seconds"]["zoo"], abs=1e-2)
+    assert all(0 <= accuracy <= 1 for accuracy in record["test_acc1"].values())

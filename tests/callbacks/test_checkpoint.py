@@ -233,3 +233,31 @@ def test_last_is_the_newest_state_even_when_the_monitored_metric_stops_improving
     checkpoints = tmp_path / "runs" / "quickstart" / "version_0" / "checkpoints"
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 6  # not 2, the best epoch's
     assert [p.name for p in checkpoints.glob("epoch*")] == ["epoch000-step000002.ckpt"]
+
+
+class _RecordingIO(AtomicCheckpointIO):
+    """The atomic writer, noting the name and step of every checkpoint it writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[tuple[str, int]] = []
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        super().save_checkpoint(checkpoint, path, storage_options)
+        self.written.append((Path(path).name, checkpoint["global_step"]))
+
+
+@pytest.mark.parametrize(("seconds", "last_steps"), [(3600.0, [2, 10]), (0.0, [2, 4, 6, 8, 10])])
+def test_last_is_written_at_most_every_last_every_seconds_and_always_at_the_end(
+    tmp_path: Path, trainer_factory, seconds: float, last_steps: list[int]
+) -> None:
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    io = _RecordingIO()
+    checkpoint = ResumableCheckpoint(dirpath=tmp_path, monitor="step", mode="max", last_every_seconds=seconds)
+    trainer = trainer_factory(callbacks=[checkpoint], plugins=[io], enable_checkpointing=True, max_epochs=5,
+                              limit_train_batches=2, limit_val_batches=1)  # fmt: skip
+    trainer.fit(BoringModel())
+    assert [step for name, step in io.written if name == "last.ckpt"] == last_steps
+    assert [step for name, step in io.written if name != "last.ckpt"] == [2, 4, 6, 8, 10]  # every best, each time
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 10

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import DistributedSampler
 from typing_extensions import override
 
@@ -74,6 +75,20 @@ def _checked_planetoid(root: Path, name: str, transform: Any) -> Any:
             super().process()
 
     return CheckedPlanetoid(str(root), name, split="public", transform=transform)
+
+
+def whole_graph_loader(graph: Any, trainer: Any, seed: int) -> TorchDataLoader:
+    """One batch per epoch, on every rank: the graph object itself (the task applies the split masks).
+
+    Collating the graph into a ``Batch`` would copy every feature each epoch, and the model's input dropout finds
+    the non-zero features once per tensor. On an accelerator the first transfer moves the graph there, and later
+    ones find it in place.
+    """
+    return TorchDataLoader([graph], batch_size=None, sampler=_rank_sampler(trainer, 1, False, seed), collate_fn=_as_is)
+
+
+def _as_is(item: Any) -> Any:
+    return item
 
 
 def _rank_sampler(trainer: Any, size: int, shuffle: bool, seed: int) -> DistributedSampler:
@@ -193,13 +208,12 @@ class PlanetoidDataModule(ZooDataModule):
         _ = self.graph
 
     def _graph_loader(self, stage: str) -> Any:
-        from torch_geometric.loader import DataLoader
 
         from zoo.data.neighbor_sampling import neighbor_loader
 
         trainer = self.trainer
         if self.loader == "full":  # one batch, the whole graph, on every rank; the task applies the masks
-            return DataLoader([self.graph], batch_size=1, sampler=_rank_sampler(trainer, 1, False, self.seed))
+            return whole_graph_loader(self.graph, trainer, self.seed)
         seeds = getattr(self.graph, {"train": "train_mask", "val": "val_mask", "test": "test_mask"}[stage])
         nodes = seeds.nonzero().view(-1)
         shuffle = stage == "train"

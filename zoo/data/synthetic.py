@@ -176,11 +176,9 @@ class SyntheticGraphDataModule(ZooDataModule):
         )
 
     def _whole_graph(self) -> Any:
-        from torch_geometric.loader import DataLoader
+        from zoo.data.graph import whole_graph_loader
 
-        from zoo.data.graph import _rank_sampler
-
-        return DataLoader([self.graph], batch_size=1, sampler=_rank_sampler(self.trainer, 1, False, self.seed))
+        return whole_graph_loader(self.graph, self.trainer, self.seed)
 
     @override
     def train_dataloader(self) -> Any:

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv, TransformerConv, global_add_pool
 
+from zoo.models.gnn.dropout import FeatureDropout
+
 __all__ = ["GAT", "GCN", "GIN", "GraphSAGE", "GraphTransformer"]
 
 
@@ -46,13 +48,14 @@ class _ConvStack(_NodeModel):
     ) -> None:
         super().__init__()
         self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
+        self.input_dropout = FeatureDropout(dropout)
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [num_classes]
         self.convs = nn.ModuleList(conv(a, b) for a, b in itertools.pairwise(sizes))
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         """``(N, in_channels)``, ``(2, E)`` -> ``(N, num_classes)``."""
         for i, conv in enumerate(self.convs):
-            x = conv(F.dropout(x, self.dropout, self.training), edge_index)
+            x = conv(self.input_dropout(x) if i == 0 else F.dropout(x, self.dropout, self.training), edge_index)
             if i < len(self.convs) - 1:
                 x = F.relu(x)
         return x
@@ -113,11 +116,12 @@ class GAT(_NodeModel):
             width = hidden_channels * heads
         layers.append(GATConv(width, num_classes, heads=out_heads, concat=False, dropout=dropout))
         self.convs = nn.ModuleList(layers)
+        self.input_dropout = FeatureDropout(dropout)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         """``(N, in_channels)``, ``(2, E)`` -> ``(N, num_classes)``."""
         for i, conv in enumerate(self.convs):
-            x = conv(F.dropout(x, self.dropout, self.training), edge_index)
+            x = conv(self.input_dropout(x) if i == 0 else F.dropout(x, self.dropout, self.training), edge_index)
             if i < len(self.convs) - 1:
                 x = F.elu(x)
         return x
@@ -176,12 +180,14 @@ class GraphTransformer(_NodeModel):
             width = hidden_channels * heads
             self.norms.append(nn.LayerNorm(width))
         self.convs.append(TransformerConv(width, num_classes, heads=heads, concat=False, beta=True, dropout=dropout))
+        self.input_dropout = FeatureDropout(dropout)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         """``(N, in_channels)``, ``(2, E)`` -> ``(N, num_classes)``."""
+        x = self.input_dropout(x)
         for conv, norm in zip(self.convs[:-1], self.norms, strict=True):
-            x = F.gelu(norm(conv(F.dropout(x, self.dropout, self.training), edge_index)))
-        return self.convs[-1](F.dropout(x, self.dropout, self.training), edge_index)
+            x = F.dropout(F.gelu(norm(conv(x, edge_index))), self.dropout, self.training)
+        return self.convs[-1](x, edge_index)
 
 
 class GIN(nn.Module):

@@ -1,0 +1,59 @@
+"""Input dropout that draws only for non-zero features: the same distribution as dense dropout, zeros kept."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zoo.models.gnn.dropout import FeatureDropout
+
+
+def _sparse_features(nodes: int = 400, features: int = 300, share: float = 0.015) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    values = torch.rand(nodes, features, generator=generator) + 0.5
+    return values * (torch.rand(nodes, features, generator=generator) < share)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.8])
+def test_same_mean_and_variance_as_dense_dropout_and_zeros_stay_zero(p: float) -> None:
+    x = _sparse_features()
+    dropout = FeatureDropout(p).train()
+    torch.manual_seed(0)
+    sparse = torch.stack([dropout(x) for _ in range(400)])
+    dense = torch.stack([F.dropout(x, p, True) for _ in range(400)])
+    assert dropout._nonzero is not None and dropout._nonzero.numel() == int((x != 0).sum())  # the sparse draw ran
+    assert not sparse[:, x == 0].any()  # a zero stays zero
+    nonzero = x != 0
+    for draws in (sparse, dense):
+        ratio = draws[:, nonzero] / x[nonzero]  # each entry is 0 or 1 / (1 - p) times its value
+        assert ((ratio == 0) | torch.isclose(ratio, torch.tensor(1 / (1 - p)))).all()
+        assert ratio.mean().item() == pytest.approx(1.0, abs=0.02)  # unbiased
+        assert ratio.var().item() == pytest.approx(p / (1 - p), rel=0.05)  # Bernoulli(1 - p) / (1 - p)
+    kept_sparse, kept_dense = (sparse[:, nonzero] != 0).float().mean(), (dense[:, nonzero] != 0).float().mean()
+    assert kept_sparse.item() == pytest.approx(kept_dense.item(), abs=0.01)
+
+
+def test_dense_input_uses_dense_dropout_and_evaluation_is_the_identity() -> None:
+    x = torch.randn(50, 20)
+    dropout = FeatureDropout(0.5).train()
+    torch.manual_seed(1)
+    ours = dropout(x)
+    torch.manual_seed(1)
+    assert torch.equal(ours, F.dropout(x, 0.5, True)) and dropout._nonzero is None
+    assert dropout.eval()(x) is x
+
+
+def test_the_positions_are_found_once_per_tensor_and_again_after_an_in_place_change() -> None:
+    x = _sparse_features()
+    dropout = FeatureDropout(0.5).train()
+    dropout(x)
+    first = dropout._nonzero
+    dropout(x)
+    assert dropout._nonzero is first
+    x[0, :10] = 1.0  # new non-zeros: the cached positions no longer cover them
+    dropped = torch.stack([dropout(x) for _ in range(50)])
+    assert dropout._nonzero is not first and bool((dropped[:, 0, :10] != 0).any())
+    grads = x.clone().requires_grad_()
+    dropout(grads).sum().backward()  # differentiable where the input needs gradients
+    assert grads.grad is not None and not grads.grad[x == 0].any()
