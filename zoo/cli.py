@@ -128,20 +128,23 @@ def _models_command(argv: list[str]) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     args = parser.parse_args(argv)
 
-    from zoo.registry import list_models, model_info
+    from zoo.model_index import model_listing
+    from zoo.registry import InputSpec
 
     try:
-        entries = [model_info(name) for name in list_models(args.pattern, family=args.family)]
+        entries = model_listing(args.pattern, family=args.family)
     except ValueError as err:
         parser.error(str(err))
     if args.json:
-        print(json.dumps([entry.to_dict() for entry in entries], indent=2))
+        print(json.dumps(entries, indent=2))
         return
     header = ("name", "family", "tasks", "params", "input", "recipe")
-    rows = [
-        (e.name, e.family, ",".join(e.tasks), _millions(e.num_params), str(e.input_spec), e.recipe or "-")
-        for e in entries
-    ]
+    rows = []
+    for e in entries:
+        spec = InputSpec(tuple(e["input_spec"]["shape"]), e["input_spec"]["dtype"])
+        rows.append(
+            (e["name"], e["family"], ",".join(e["tasks"]), _millions(e["num_params"]), str(spec), e["recipe"] or "-")
+        )
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
     for row in (header, *rows):
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -16,7 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "default_file_mode"]
+__all__ = ["atomic_write", "cache_dir", "default_file_mode"]
+
+_CACHE_DEFAULT = Path("~/.cache/zoo")
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under ``$ZOO_CACHE`` (else ``~/.cache/zoo``) for derived files, created on demand."""
+    path = Path(os.environ.get("ZOO_CACHE") or _CACHE_DEFAULT).expanduser().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,23 @@ def test_listing_models_does_not_load_other_families() -> None:
     out = _python("import sys, zoo; zoo.list_models(); print([m for m in ('transformers', 'diffusers', "
                   "'torch_geometric') if m in sys.modules])").stdout  # fmt: skip
     assert out.strip() == "[]"
+
+
+def test_a_second_zoo_models_reads_its_listing_without_importing_torch(tmp_path: Path) -> None:
+    code = "import sys; from zoo.cli import main; main(['models', {args}]); print('TORCH', 'torch' in sys.modules)"
+    env = {**os.environ, "ZOO_CACHE": str(tmp_path)}
+    run = partial(subprocess.run, capture_output=True, text=True, check=True, env=env)
+    first = run([sys.executable, "-c", code.format(args="'--json'")]).stdout
+    warm = run([sys.executable, "-c", code.format(args="'--json'")]).stdout
+    assert first.endswith("TORCH True\n") and warm.endswith("TORCH False\n")
+    assert warm.replace("False", "True") == first  # the same listing
+    gcn = run([sys.executable, "-c", code.format(args="'gcn', '--json'")]).stdout
+    assert json.loads(gcn.rpartition("TORCH")[0])[0] == {
+        "name": "gcn", "family": "gnn", "tasks": ["node_classification"], "num_params": 23063,
+        "input_spec": {"shape": [1433], "dtype": "float32"}, "defaults": {"in_channels": 1433, "num_classes": 7},
+        "recipe": "recipes/cora/gcn.yaml",
+        "description": "Graph convolutional network, 2 layers, 16 hidden (Kipf and Welling).",
+    }  # fmt: skip
 
 
 def test_console_script_and_module_entry_points(repo: Path) -> None:

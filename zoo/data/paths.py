@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from zoo.files import cache_dir
+
 __all__ = ["cache_dir", "cache_lock", "data_root"]
 
 _DEFAULT = Path("~/.cache/zoo")
@@ -22,13 +24,6 @@ def data_root(root: str | os.PathLike[str] | None = None) -> Path:
     if root is None:
         root = os.environ.get("ZOO_DATA") or _DEFAULT
     return Path(root).expanduser()
-
-
-def cache_dir(*parts: str) -> Path:
-    """A folder under ``$ZOO_CACHE`` (else ``~/.cache/zoo``) for derived files, created on demand."""
-    path = Path(os.environ.get("ZOO_CACHE") or _DEFAULT).expanduser().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @contextmanager
