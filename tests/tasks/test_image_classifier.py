@@ -186,3 +186,31 @@ def test_invalid_settings_are_rejected() -> None:
         ImageClassifier("speedrun_net_tiny", label_smoothing=1.0)
     with pytest.raises(ValueError, match="lr_scheduler_interval"):
         ImageClassifier("speedrun_net_tiny", lr_scheduler_interval="batch")
+
+
+def test_step_values_reach_the_logger_on_its_steps_and_epoch_metrics_still_count_every_batch(
+    tmp_path: Path, random_batches: DataLoader, trainer_factory
+) -> None:
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    class EveryStepLoss(L.Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.losses.append(float(pl_module.step_loss))
+
+    seen = EveryStepLoss()
+    model = ImageClassifier("speedrun_net_tiny", num_classes=10)
+    trainer = trainer_factory(max_epochs=2, logger=CSVLogger(tmp_path), log_every_n_steps=3, callbacks=[seen])
+    trainer.fit(model, random_batches)  # 4 batches an epoch
+    trainer.logger.save()
+    rows = list(csv.DictReader((Path(trainer.logger.log_dir) / "metrics.csv").read_text().splitlines()))
+    logged = {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+    assert sorted(logged) == [2, 5]  # every third step (Lightning's step numbering), as without the policy
+    assert all(logged[step] == pytest.approx(seen.losses[step]) for step in logged)
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(seen.losses[-1])  # the last step's
+    epochs = [r for r in rows if r.get("train/acc1")]
+    assert len(epochs) == 2  # once an epoch, from all 4 batches of it

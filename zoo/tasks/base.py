@@ -74,6 +74,9 @@ class ZooTask(L.LightningModule):
     registry_task: ClassVar[str]
     default_monitor: ClassVar[tuple[str, Literal["min", "max"]]] = ("val/loss", "min")
     supports_soft_targets: ClassVar[bool] = False
+    step_loss: torch.Tensor | None = None
+    """The newest training step's loss (detached), which the progress bar shows."""
+    _metrics_logged_in_epoch: int | None = None
 
     def __init__(
         self,
@@ -193,6 +196,39 @@ class ZooTask(L.LightningModule):
         every step would stall the device.
         """
         return values.device.type == "cpu" or batch_idx == 0
+
+    # Logging -------------------------------------------------------------------------------------------------
+
+    def log_training_loss(self, loss: torch.Tensor) -> None:
+        """Log ``train/loss`` on the steps the loggers write, and keep every step's loss for the progress bar.
+
+        Loggers write a step value only every ``log_every_n_steps`` steps, but each ``self.log`` call costs
+        Lightning's result bookkeeping (about 0.3 ms on a CPU, a tenth of a Cora epoch). The loss is logged on
+        those steps, on the last step of an epoch and of the run (so epoch-end callbacks such as
+        ``EarlyStopping`` or a checkpoint monitoring ``train/loss`` see the newest one), and on every step when
+        ``log_every_n_steps`` is 1 or in a ``fast_dev_run``. The progress bar shows each step's loss from
+        :attr:`step_loss`.
+        """
+        self.step_loss = loss.detach()
+        trainer = self._trainer
+        if trainer is None or _logs_this_step(trainer):
+            self.log("train/loss", loss)
+
+    def log_epoch_metrics(self, metrics: Any) -> None:
+        """Register torchmetrics objects (updated by the caller every step) for their epoch value, once an epoch.
+
+        Lightning keeps a reference to a logged metric and computes it when the epoch ends, so logging it on
+        every step, as ``log_dict(metrics, on_step=False, on_epoch=True)`` usually is, repeats bookkeeping whose
+        result is thrown away.
+        """
+        if self._metrics_logged_in_epoch != self.current_epoch:
+            self.log_dict(metrics, on_step=False, on_epoch=True)
+            self._metrics_logged_in_epoch = self.current_epoch
+
+    @override
+    def on_train_start(self) -> None:
+        """Forget which epoch's metrics were registered: a second ``fit`` starts its epochs again."""
+        self._metrics_logged_in_epoch = None
 
     # Optimisation --------------------------------------------------------------------------------------------
 
@@ -350,3 +386,12 @@ def backbone_attribute(
             f"{fix}build it with {name}={wanted}"
         )
     return int(own)
+
+
+def _logs_this_step(trainer: L.Trainer) -> bool:
+    """Whether a step value logged now reaches the loggers or an epoch- or run-end reader."""
+    if trainer.fast_dev_run or trainer.log_every_n_steps <= 1 or trainer.should_stop:
+        return True
+    loop = trainer.fit_loop.epoch_loop
+    final = trainer.max_steps > 0 and trainer.global_step + 1 >= trainer.max_steps
+    return trainer._logger_connector.should_update_logs or loop.batch_progress.is_last_batch or final

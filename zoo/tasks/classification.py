@@ -114,8 +114,8 @@ class ClassificationTask(ZooTask):
         labels = batch[2] if isinstance(batch, list | tuple) and len(batch) > 2 else _hard_labels(targets)
         loss = self.loss(logits, targets)
         self.train_metrics.update(logits, labels)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        self.log_training_loss(loss)
+        self.log_epoch_metrics(self.train_metrics)
         return loss
 
     @override

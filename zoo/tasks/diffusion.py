@@ -214,7 +214,7 @@ class DiffusionModel(ZooTask):
             dropped = torch.rand(labels.shape, device=labels.device) < self.class_dropout
             labels = torch.where(dropped, torch.full_like(labels, self.backbone.null_class), labels)
         loss = self._loss(x0, labels, None)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_training_loss(loss)
         return loss
 
     def _eval_loss(self, batch: Any, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:

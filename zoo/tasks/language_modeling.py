@@ -120,7 +120,7 @@ class LanguageModel(ZooTask):
         for transform in self.train_batch_transforms:
             batch = transform(batch)
         _, _, loss = self._loss(batch, batch_idx)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log_training_loss(loss)
         return loss
 
     @override
