@@ -58,7 +58,7 @@ def _latency_table() -> str:
 def _side_by_side_table() -> str:
     rows = ["| case | recipe | batch | zoo samples/s | plain loop samples/s | zoo / plain | zoo overhead per step "
             "| rounds | hardware |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in _records("side_by_side"):
+    for r in _newest(_records("side_by_side"), "case"):
         rates = r["samples_per_second"]
         rows.append(
             f"| {r['case']} | `{r['recipe']}` | {r['batch_size']} | {rates['zoo']:,.0f} | {rates['plain']:,.0f} "
@@ -66,6 +66,26 @@ def _side_by_side_table() -> str:
             f"| {_where(r['hardware'])} |"
         )
     return "\n".join(rows)
+
+
+def _side_by_side_process_table() -> str:
+    rows = ["| case | `zoo fit` | hand-written script | plain / zoo | test acc1 zoo, plain | rounds | hardware |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in _newest(_records("side_by_side_process"), "case"):
+        seconds, accuracy = r["seconds"], r["test_acc1"]
+        rows.append(
+            f"| {r['case']} | {seconds['zoo']:.1f} s | {seconds['plain']:.1f} s | {r['plain_over_zoo']:.2f} "
+            f"| {accuracy['zoo']:.1%}, {accuracy['plain']:.1%} | {r['rounds']} | {_where(r['hardware'])} |"
+        )
+    return "\n".join(rows)
+
+
+def _newest(records: list[dict], key: str) -> list[dict]:
+    """The newest record for each value of ``key``, in the order the values first appear (files are appended)."""
+    newest: dict[str, dict] = {}
+    for record in records:
+        newest[record[key]] = record
+    return list(newest.values())
 
 
 def _diffusion_table() -> str:
@@ -86,15 +106,14 @@ def _diffusion_table() -> str:
 
 def _seed_table() -> str:
     rows = ["| recipe | metric, mean ± std | seeds | time per run | hardware |", "|---|---|---|---|---|"]
+    records = []
     for path in sorted((REPO / "benchmarks" / "results").glob("*seeds*.jsonl")):
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            hw = r["hardware"]
-            where = f"{hw.get('gpu', hw['cpu'])}, {hw['cpu_threads']} threads, torch {hw['torch']}"
-            rows.append(
-                f"| `{r['recipe']}` | {r['metric']} {r['mean']:.2%} ± {r['std']:.2%} | {len(r['values'])} "
-                f"| {r['seconds_per_run']:.0f} s | {where} |"
-            )
+        records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in _newest(records, "recipe"):
+        rows.append(
+            f"| `{r['recipe']}` | {r['metric']} {r['mean']:.2%} ± {r['std']:.2%} | {len(r['values'])} "
+            f"| {r['seconds_per_run']:.1f} s | {_where(r['hardware'])} |"
+        )
     return "\n".join(rows)
 
 
@@ -138,6 +157,7 @@ _TABLES = {
     "models": _models_table,
     "recipe-results": _results_table,
     "seed-results": _seed_table,
+    "side-by-side-process": _side_by_side_process_table,
     "export-latency": _latency_table,
     "diffusion-results": _diffusion_table,
     "side-by-side": _side_by_side_table,
