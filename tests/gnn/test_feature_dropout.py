@@ -57,3 +57,23 @@ def test_the_positions_are_found_once_per_tensor_and_again_after_an_in_place_cha
     grads = x.clone().requires_grad_()
     dropout(grads).sum().backward()  # differentiable where the input needs gradients
     assert grads.grad is not None and not grads.grad[x == 0].any()
+
+
+def test_the_sparse_output_holds_the_same_draw_and_trains_the_layers_that_take_it() -> None:
+    from torch_geometric.nn import GATConv, GCNConv
+
+    x = _sparse_features()
+    torch.manual_seed(2)
+    dense = FeatureDropout(0.5).train()(x)
+    torch.manual_seed(2)
+    sparse = FeatureDropout(0.5, sparse_output=True).train()(x)
+    assert sparse.is_sparse and torch.equal(sparse.to_dense(), dense)
+    edges = torch.randint(0, x.shape[0], (2, 1000), generator=torch.Generator().manual_seed(0))
+    for conv in (GCNConv(x.shape[1], 8), GATConv(x.shape[1], 4, heads=2)):
+        torch.manual_seed(0)
+        from_sparse = conv(sparse, edges)
+        torch.manual_seed(0)
+        from_dense = conv(dense, edges)
+        assert torch.allclose(from_sparse, from_dense, atol=1e-5)
+        from_sparse.sum().backward()
+        assert all(p.grad is not None for p in conv.parameters())

@@ -45,10 +45,11 @@ class _ConvStack(_NodeModel):
         hidden_channels: int,
         num_layers: int,
         dropout: float,
+        sparse_input: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
-        self.input_dropout = FeatureDropout(dropout)
+        self.input_dropout = FeatureDropout(dropout, sparse_output=sparse_input)
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [num_classes]
         self.convs = nn.ModuleList(conv(a, b) for a, b in itertools.pairwise(sizes))
 
@@ -78,7 +79,7 @@ class GCN(_ConvStack):
     def __init__(
         self, in_channels: int, num_classes: int, hidden_channels: int = 16, num_layers: int = 2, dropout: float = 0.5
     ) -> None:
-        super().__init__(GCNConv, in_channels, num_classes, hidden_channels, num_layers, dropout)
+        super().__init__(GCNConv, in_channels, num_classes, hidden_channels, num_layers, dropout, sparse_input=True)
 
 
 class GAT(_NodeModel):
@@ -116,7 +117,7 @@ class GAT(_NodeModel):
             width = hidden_channels * heads
         layers.append(GATConv(width, num_classes, heads=out_heads, concat=False, dropout=dropout))
         self.convs = nn.ModuleList(layers)
-        self.input_dropout = FeatureDropout(dropout)
+        self.input_dropout = FeatureDropout(dropout, sparse_output=True)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         """``(N, in_channels)``, ``(2, E)`` -> ``(N, num_classes)``."""
