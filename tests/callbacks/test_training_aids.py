@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 
@@ -212,3 +213,32 @@ def test_a_step_bounded_run_shows_a_sensible_epoch_in_the_progress_bar(trainer_f
         bar = ZooProgressBar()
         bar.setup(trainer_factory(**bounds, callbacks=[bar], enable_progress_bar=True), None, "fit")
         assert bar._get_train_description(3).strip() == shown  # Lightning shows "Epoch 3/-2" for the first
+
+
+def test_the_progress_bar_shows_each_steps_loss_without_waiting_for_a_device_more_than_once_a_second(
+    trainer_factory,
+) -> None:
+    from zoo.callbacks import ZooProgressBar
+
+    bar = ZooProgressBar(loss_every_seconds=3600)
+    trainer = trainer_factory(max_steps=1, callbacks=[bar], enable_progress_bar=True)
+    task = ImageClassifier("speedrun_net_tiny", num_classes=10)
+    trainer.state.stage = "train"  # what the bar sees while training
+
+    class OnDevice(torch.Tensor):
+        """A CPU tensor that reports another device, so the bar treats it as an accelerator's value."""
+
+        @property
+        def device(self) -> torch.device:
+            return torch.device("meta")
+
+    shown = []
+    for value in (1.5, 2.5):
+        task.step_loss = torch.tensor(value)
+        shown.append(bar.get_metrics(trainer, task)["train/loss"])
+    assert shown == ["1.500", "2.500"]  # a CPU value is read at every step
+    bar._read_at = -math.inf  # a fresh bar on an accelerator
+    for value in (3.5, 4.5):
+        task.step_loss = torch.tensor(value).as_subclass(OnDevice)
+        shown.append(bar.get_metrics(trainer, task)["train/loss"])
+    assert shown[2:] == ["3.500", "3.500"]  # an accelerator's at most once per loss_every_seconds
