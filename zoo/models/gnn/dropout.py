@@ -70,7 +70,7 @@ class FeatureDropout(nn.Module):
 
     def __getstate__(self) -> dict:
         """Pickle (``torch.save`` of a whole model, spawned workers) without the cache and its weak reference."""
-        return {**self.__dict__, "_seen": None, "_nonzero": None}
+        return {**super().__getstate__(), "_seen": None, "_nonzero": None}
 
     @override
     def extra_repr(self) -> str:

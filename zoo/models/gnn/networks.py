@@ -15,8 +15,9 @@ import itertools
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv, TransformerConv, global_add_pool
+from torch_geometric.nn import GATConv, GINConv, SAGEConv, TransformerConv, global_add_pool
 
+from zoo.models.gnn.caching import GraphCachingGCNConv
 from zoo.models.gnn.dropout import FeatureDropout
 
 __all__ = ["GAT", "GCN", "GIN", "GraphSAGE", "GraphTransformer"]
@@ -79,7 +80,9 @@ class GCN(_ConvStack):
     def __init__(
         self, in_channels: int, num_classes: int, hidden_channels: int = 16, num_layers: int = 2, dropout: float = 0.5
     ) -> None:
-        super().__init__(GCNConv, in_channels, num_classes, hidden_channels, num_layers, dropout, sparse_input=True)
+        super().__init__(
+            GraphCachingGCNConv, in_channels, num_classes, hidden_channels, num_layers, dropout, sparse_input=True
+        )
 
 
 class GAT(_NodeModel):
