@@ -1,4 +1,4 @@
-"""The GNN CPU speed-ups: input dropout that draws only for non-zero features, and GCN normalisation cached per graph."""
+"""The GNN CPU speed-ups: input dropout that draws only for non-zero features, GCN normalisation cached per graph."""
 
 from __future__ import annotations
 
