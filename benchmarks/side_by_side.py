@@ -81,6 +81,8 @@ class Case:
         smoke: Overrides that shrink the case to seconds on a CPU, for ``--smoke``.
         plain_process: For ``--process``: the hand-written script (relative to the repository) and its arguments;
             ``{data}`` stands for a writable copy of the data it reads.
+        process_data: For ``--process``: the folder under ``$ZOO_DATA`` that script reads, and where under
+            ``{data}`` its copy goes.
         smoke_process: Arguments added to each side in ``--process --smoke`` (zoo's, then the script's).
     """
 
@@ -92,6 +94,7 @@ class Case:
     gpu: bool = False
     smoke: tuple[str, ...] = ()
     plain_process: tuple[str, ...] = ()
+    process_data: tuple[str, str] = ("", "")
     smoke_process: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 
@@ -108,11 +111,13 @@ CASES = {
     "cora-gcn": Case(
         "recipes/cora/gcn.yaml", "node", steps=100, warmup=10,
         plain_process=("benchmarks/plain/pyg_planetoid.py", "--model", "gcn", "--data", "{data}"),
+        process_data=("planetoid/Cora/raw", "Cora/raw"),
         smoke_process=(("--trainer.max_epochs", "3"), ("--epochs", "3")),
     ),
     "cora-gat": Case(
         "recipes/cora/gat.yaml", "node", steps=100, warmup=10,
         plain_process=("benchmarks/plain/pyg_planetoid.py", "--model", "gat", "--data", "{data}"),
+        process_data=("planetoid/Cora/raw", "Cora/raw"),
         smoke_process=(("--trainer.max_epochs", "3"), ("--epochs", "3")),
     ),
     "shapes-ddpm": Case("recipes/shapes/ddpm_tiny.yaml", "diffusion", steps=30, warmup=5,
@@ -296,7 +301,8 @@ def compare_processes(name: str, case: Case, rounds: int, smoke: bool = False) -
     accuracy: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work, data = Path(tmp), Path(tmp) / "data"
-        shutil.copytree(data_root() / "planetoid" / "Cora" / "raw", data / "Cora" / "raw")
+        source, copy = case.process_data
+        shutil.copytree(data_root() / source, data / copy)
         commands = {"zoo": _zoo_process(case, smoke), "plain": _plain_process(case, data, smoke)}
         for command in () if smoke else commands.values():  # warm-up: PyG processes the raw files, zoo caches
             _timed(command, work)

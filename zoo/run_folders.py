@@ -8,15 +8,12 @@ and ``best`` find the checkpoints of a run whichever way it was started.
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from zoo.checkpoints import load_safely
 from zoo.errors import MissingFileError
@@ -94,50 +91,35 @@ class RunPlace:
 def run_name(config: Any) -> str:
     """The run's name: the recipe's path below ``recipes/`` (else its stem), else ``zoo``.
 
-    ``cifar10/resnet18`` for ``recipes/cifar10/resnet18.yaml``. A recipe run on other data than its own
-    (``recipes/cora/gcn.yaml --data.init_args.name PubMed``) is named after the data it used (``pubmed/gcn``),
-    so its runs are not filed with the recipe's own.
+    ``cifar10/resnet18`` for ``recipes/cifar10/resnet18.yaml``: a recipe's folder names its dataset. A recipe
+    run on other data (``recipes/cora/gcn.yaml --data.init_args.name PubMed``) is named after the data it used,
+    as its data module names it (``ZooDataModule.dataset_name``): ``pubmed/gcn``, so its runs are not filed with
+    the recipe's own.
     """
     configs = config.get("config") or []
     if not configs:
         return "zoo"
     path = Path(os.fspath(configs[-1]))  # jsonargparse's Path gives the absolute path
     parts = path.with_suffix("").parts
-    name = "/".join(parts[len(parts) - parts[::-1].index("recipes") :]) if "recipes" in parts else path.stem
-    used = _other_data(path, config)
-    return f"{used}/{Path(name).name}" if used else name
+    if "recipes" not in parts:
+        return path.stem
+    name = Path(*parts[len(parts) - parts[::-1].index("recipes") :])
+    used = _dataset_used(config.get("data"))
+    if used is not None and len(name.parts) > 1 and name.parts[-2] != used:
+        name = name.parent.parent / used / name.name
+    return name.as_posix()
 
 
-def _other_data(recipe: Path, config: Any) -> str | None:
-    """A short name of the data the run uses when it is not the data the recipe file names, else ``None``."""
+def _dataset_used(data: Any) -> str | None:
+    """The data module's name for the dataset its arguments select, or ``None`` when it does not say."""
+    if data is None or not data.get("class_path"):
+        return None
+    module, _, attribute = str(data["class_path"]).rpartition(".")
     try:
-        written = (yaml.safe_load(recipe.read_text()) or {}).get("data")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    data = config.get("data")
-    if not isinstance(written, dict) or data is None or not data.get("class_path"):
-        return None
-    used_class = str(data["class_path"]).rpartition(".")[2]
-    used_name = (data.get("init_args") or {}).get("name")
-    written_class = str(written.get("class_path", used_class)).rpartition(".")[2]
-    written_name = (written.get("init_args") or {}).get("name")
-    if written_name is None and written_class == used_class:
-        written_name = _default_name(str(data["class_path"]))
-    if used_class == written_class and used_name == written_name:
-        return None
-    if isinstance(used_name, str) and used_name:
-        return used_name.lower()
-    return re.sub(r"(data)?(module)?$", "", used_class, flags=re.IGNORECASE).lower() or used_class.lower()
-
-
-def _default_name(class_path: str) -> Any:
-    """The default of the data module's ``name`` argument (the dataset a recipe that leaves it out uses)."""
-    module, _, attribute = class_path.rpartition(".")
-    try:
-        parameter = inspect.signature(getattr(import_module(module), attribute).__init__).parameters.get("name")
+        name_of = getattr(import_module(module), attribute).dataset_name
     except (ImportError, AttributeError, ValueError):
         return None
-    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+    return name_of(data.get("init_args") or {})
 
 
 def under_root(path: str | os.PathLike[str] | None) -> Path:

@@ -189,12 +189,15 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     @override
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
-        recent = time.monotonic() - self._last_written_at < self.last_every_seconds
-        if recent and not self._forcing_last:
+        if not self._last_due():
             return
         super()._save_last_checkpoint(trainer, monitor_candidates)
         if self._last_checkpoint_saved == self.last_model_path and self._last_global_step_saved == trainer.global_step:
             self._last_written_at, self._last_written_step = time.monotonic(), trainer.global_step
+
+    def _last_due(self) -> bool:
+        """Whether ``last`` may be written now: asked for outright, or ``last_every_seconds`` after the previous."""
+        return self._forcing_last or time.monotonic() - self._last_written_at >= self.last_every_seconds
 
     def _save_last_now(self, trainer: L.Trainer) -> None:
         """Write ``last`` whenever it was last written."""
@@ -211,7 +214,7 @@ class ResumableCheckpoint(ModelCheckpoint):
         monitored metric stopped improving would leave ``last`` at an older epoch and ``--ckpt_path last`` would
         silently repeat epochs.
         """
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+        if self.save_last and self._last_due() and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     @override

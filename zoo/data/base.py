@@ -6,8 +6,8 @@ import atexit
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -65,6 +65,9 @@ class ZooDataModule(L.LightningDataModule):
             via ``PL_GLOBAL_SEED``), else 0. Every rank must use the same one.
     """
 
+    dataset: ClassVar[str | None] = None
+    """The short name of the one dataset this module reads, if it reads one (see :meth:`dataset_name`)."""
+
     def __init__(
         self,
         batch_size: int = 128,
@@ -93,6 +96,16 @@ class ZooDataModule(L.LightningDataModule):
     def seed(self) -> int:
         """The seed of the training order and augmentation (see ``seed`` above)."""
         return self._seed if self._seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    @classmethod
+    def dataset_name(cls, init_args: Mapping[str, Any]) -> str | None:
+        """The short name of the dataset that these ``__init__`` arguments select (``cifar10``, ``pubmed``).
+
+        Answered from the arguments alone, before the module exists, so that ``zoo fit`` can file a recipe run
+        on other data under that data's name. ``None``: the module does not say (no run is renamed). A module
+        of one dataset sets :attr:`dataset`; one that reads several by name overrides this.
+        """
+        return cls.dataset
 
     @property
     def data_facts(self) -> DataFacts:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -87,6 +88,12 @@ def whole_graph_loader(graph: Any, trainer: Any, seed: int) -> TorchDataLoader:
     return TorchDataLoader([graph], batch_size=None, sampler=_rank_sampler(trainer, 1, False, seed), collate_fn=_as_is)
 
 
+def _lower_name(init_args: Mapping[str, Any]) -> str | None:
+    """The ``name`` argument of a module that reads datasets by name, lower-cased (``PubMed`` -> ``pubmed``)."""
+    name = init_args.get("name")
+    return str(name).lower() if name else None
+
+
 def _as_is(item: Any) -> Any:
     return item
 
@@ -157,6 +164,11 @@ class PlanetoidDataModule(ZooDataModule):
         self.download = download
         self._raw = self._find_raw(data_root(root))
 
+    @classmethod
+    @override
+    def dataset_name(cls, init_args: Mapping[str, Any]) -> str | None:
+        return _lower_name(init_args)
+
     def _find_raw(self, root: Path) -> Path | None:
         """The folder holding the raw files; ``None`` to download them. Checks names only, reads nothing."""
         wanted = [f"ind.{self.name.lower()}.{suffix}" for suffix in _PLANETOID_FILES]
@@ -208,7 +220,6 @@ class PlanetoidDataModule(ZooDataModule):
         _ = self.graph
 
     def _graph_loader(self, stage: str) -> Any:
-
         from zoo.data.neighbor_sampling import neighbor_loader
 
         trainer = self.trainer
@@ -369,6 +380,8 @@ class MotifGraphsDataModule(GraphClassificationDataModule):
 
     MOTIFS = ("house", "cycle5", "clique4")
 
+    dataset = "motifs"
+
     def __init__(
         self,
         num_graphs: int = 900,
@@ -452,6 +465,11 @@ class TUDataModule(GraphClassificationDataModule):
     Raises:
         FileNotFoundError: If the raw files are not found and ``download`` is off.
     """
+
+    @classmethod
+    @override
+    def dataset_name(cls, init_args: Mapping[str, Any]) -> str | None:
+        return _lower_name(init_args)
 
     def __init__(
         self,

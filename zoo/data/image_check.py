@@ -23,9 +23,8 @@ _JPEG_SCAN, _JPEG_END = b"\xff\xda", b"\xff\xd9"
 def image_problem(path: str | Path) -> str | None:
     """What makes ``path`` unusable as an image, or ``None`` when its header and end look whole."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # parses the header, decodes nothing
             kind = image.format
-            image.size  # noqa: B018 - the header is parsed here
     except OSError as err:  # UnidentifiedImageError, a truncated header, an unreadable file
         return f"not a readable image: {err}"
     try:

@@ -78,6 +78,8 @@ class ShapesDataModule(VisionDataModule):
         ``(images, labels)``: ``(B, 3, image_size, image_size)`` float32 in ``[-1, 1]`` and ``(B,)`` int64.
     """
 
+    dataset = "shapes"
+
     def __init__(
         self,
         image_size: int = 32,

@@ -186,6 +186,8 @@ class CIFAR10DataModule(VisionDataModule):
         ``(B,)`` int64.
     """
 
+    dataset = "cifar10"
+
     def __init__(
         self,
         root: str | None = None,

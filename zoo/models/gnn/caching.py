@@ -10,12 +10,13 @@ compiling always compute it, so no cached graph is baked into an artifact.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import torch
 from torch_geometric.nn import GCNConv
 from typing_extensions import override
+
+from zoo.models.gnn.memo import TensorMemo, tracing_or_exporting
 
 __all__ = ["GraphCachingGCNConv"]
 
@@ -25,31 +26,22 @@ class GraphCachingGCNConv(GCNConv):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._graph: tuple[weakref.ref[torch.Tensor], tuple[int, int, torch.dtype]] | None = None
+        self._graph = TensorMemo()
 
     @override
     def forward(
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``(N, in_channels)`` (dense or sparse), ``(2, E)`` -> ``(N, out_channels)``."""
-        reusable = isinstance(edge_index, torch.Tensor) and edge_weight is None and not _capturing()
-        if reusable:
-            key = (edge_index._version, x.size(self.node_dim), x.dtype)
-            graph = self._graph
-            if graph is None or graph[0]() is not edge_index or graph[1] != key:
-                self._cached_edge_index = None
-                self._graph = (weakref.ref(edge_index), key)
-        else:
-            self._cached_edge_index, self._graph = None, None
+        capturing = tracing_or_exporting() or torch.compiler.is_compiling()  # a cache would become a constant
+        reusable = isinstance(edge_index, torch.Tensor) and edge_weight is None and not capturing
+        if not reusable:
+            self._graph.forget()
+        if not reusable or self._graph.is_new(edge_index, x.size(self.node_dim), x.dtype):
+            self._cached_edge_index = None
         self.cached = reusable
         return super().forward(x, edge_index, edge_weight)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle and deep-copy without the cache and its weak reference."""
-        return {**super().__getstate__(), "_graph": None, "_cached_edge_index": None}
-
-
-def _capturing() -> bool:
-    """Whether the call is being traced, exported or compiled (a cached graph would become a constant)."""
-    compiler = torch.compiler
-    return torch.jit.is_tracing() or compiler.is_compiling() or getattr(compiler, "is_exporting", lambda: False)()
+        """Pickle and deep-copy without the cached graph."""
+        return {**super().__getstate__(), "_cached_edge_index": None}

@@ -9,12 +9,12 @@ of the non-zeros; the original GCN and GAT code do the same with sparse feature 
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
+
+from zoo.models.gnn.memo import TensorMemo
 
 __all__ = ["SPARSE_BELOW", "FeatureDropout"]
 
@@ -42,7 +42,7 @@ class FeatureDropout(nn.Module):
         super().__init__()
         self.p = p
         self.sparse_output = sparse_output
-        self._seen: tuple[weakref.ref[torch.Tensor], int] | None = None
+        self._features = TensorMemo()
         self._nonzero: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,16 +61,14 @@ class FeatureDropout(nn.Module):
 
     def _nonzero_positions(self, x: torch.Tensor) -> torch.Tensor | None:
         """Flat indices of ``x``'s non-zero entries, or ``None`` when it is not sparse enough to pay."""
-        seen = self._seen
-        if seen is None or seen[0]() is not x or seen[1] != x._version:  # another tensor, or changed in place
+        if self._features.is_new(x):
             positions = torch.flatten(x).nonzero().squeeze(1)
-            self._seen = (weakref.ref(x), x._version)
             self._nonzero = positions if positions.numel() < SPARSE_BELOW * x.numel() else None
         return self._nonzero
 
     def __getstate__(self) -> dict:
-        """Pickle (``torch.save`` of a whole model, spawned workers) without the cache and its weak reference."""
-        return {**super().__getstate__(), "_seen": None, "_nonzero": None}
+        """Pickle (``torch.save`` of a whole model, spawned workers) without the cached positions."""
+        return {**super().__getstate__(), "_nonzero": None}
 
     @override
     def extra_repr(self) -> str:

@@ -19,6 +19,7 @@ from torch_geometric.nn import GATConv, GINConv, SAGEConv, TransformerConv, glob
 
 from zoo.models.gnn.caching import GraphCachingGCNConv
 from zoo.models.gnn.dropout import FeatureDropout
+from zoo.models.gnn.memo import tracing_or_exporting
 
 __all__ = ["GAT", "GCN", "GIN", "GraphSAGE", "GraphTransformer"]
 
@@ -252,8 +253,7 @@ def _sum_per_graph(x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
     TorchScript trace would freeze and ``torch.export`` cannot follow, so when tracing or exporting the sum is
     a membership-matrix product whose size stays a tensor: ``(G, N) @ (N, C)``.
     """
-    exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
-    if not (torch.jit.is_tracing() or exporting):
+    if not tracing_or_exporting():
         return global_add_pool(x, batch)
     graphs = torch.arange(batch.max() + 1, device=batch.device)
     return (graphs.unsqueeze(1) == batch.unsqueeze(0)).to(x.dtype) @ x
