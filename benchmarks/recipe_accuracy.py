@@ -17,8 +17,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from zoo.leaderboard.rows import hardware
 from zoo.lightning_cli import ZooLightningCLI
+from zoo.provenance import hardware
 
 
 def write_record(record: dict[str, object], out: Path | None) -> None:

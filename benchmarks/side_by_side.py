@@ -58,9 +58,9 @@ from recipe_accuracy import write_record
 from typing_extensions import override
 
 from zoo.data.paths import data_root
-from zoo.leaderboard.rows import environment, git_state, hardware
 from zoo.leaderboard.run import training_flops_per_sample
 from zoo.lightning_cli import ZooLightningCLI
+from zoo.provenance import git_state, hardware, packages
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -264,7 +264,7 @@ def compare(name: str, case: Case, rounds: int, smoke: bool = False) -> dict[str
     return record | {
         "command": "python benchmarks/side_by_side.py " + " ".join(sys.argv[1:]),
         "git": git_state(REPO),
-        "packages": environment(),
+        "packages": packages(),
         "hardware": hardware(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
@@ -324,7 +324,7 @@ def compare_processes(name: str, case: Case, rounds: int, smoke: bool = False) -
         "test_acc1": accuracy,
         "command": "python benchmarks/side_by_side.py " + " ".join(sys.argv[1:]),
         "git": git_state(REPO),
-        "packages": environment(),
+        "packages": packages(),
         "hardware": hardware(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }

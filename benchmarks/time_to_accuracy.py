@@ -37,8 +37,8 @@ from plain_loop import PlainLoop, synchronize
 from recipe_accuracy import write_record
 from typing_extensions import override
 
-from zoo.leaderboard.rows import environment, git_state, hardware
 from zoo.lightning_cli import ZooLightningCLI
+from zoo.provenance import git_state, hardware, packages
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ("--data.init_args.variant", "mini", "--data.init_args.batch_size", "32", "--trainer.max_epochs", "2",
@@ -197,7 +197,7 @@ def main() -> None:
         **{side: summarise(lines, args.target, args.within) for side, lines in timelines.items()},
         "command": "python benchmarks/time_to_accuracy.py " + " ".join(sys.argv[1:]),
         "git": git_state(REPO),
-        "packages": environment(),
+        "packages": packages(),
         "hardware": hardware(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }

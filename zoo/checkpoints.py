@@ -202,6 +202,9 @@ class ZooMetadata:
         recipe: The resolved recipe, under ``zoo fit``.
         metrics: The last logged scalar metrics.
         best: The best monitored score so far.
+        environment: What the run was made with (:func:`zoo.provenance.run_environment`), under ``zoo fit``.
+        data_fingerprint: What the run read (:meth:`zoo.data.ZooDataModule.fingerprint`), when the data module
+            reports it.
     """
 
     zoo_version: str | None = None
@@ -209,6 +212,8 @@ class ZooMetadata:
     recipe: RecipeRecord | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     best: BestScore | None = None
+    environment: Mapping[str, Any] | None = None
+    data_fingerprint: Mapping[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, stored: Mapping[str, Any] | None) -> ZooMetadata:
@@ -221,6 +226,8 @@ class ZooMetadata:
             recipe=RecipeRecord(recipe.get("path"), recipe["text"], recipe["sha256"]) if recipe else None,
             metrics={str(k): float(v) for k, v in (stored.get("metrics") or {}).items()},
             best=BestScore(best.get("monitor"), float(best["score"])) if best else None,
+            environment=stored.get("environment"),
+            data_fingerprint=stored.get("data_fingerprint"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,6 +240,8 @@ class ZooMetadata:
             "recipe": recipe,
             "metrics": dict(self.metrics),
             "best": best,
+            "environment": None if self.environment is None else dict(self.environment),
+            "data_fingerprint": None if self.data_fingerprint is None else dict(self.data_fingerprint),
         }
 
 

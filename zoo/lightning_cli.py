@@ -49,10 +49,13 @@ from zoo.callbacks.guards import StopOnNonFiniteLoss
 from zoo.callbacks.metadata import CheckpointMetadata
 from zoo.callbacks.progress import ZooProgressBar
 from zoo.callbacks.run_lock import RunFolderLock, check_run_folder
+from zoo.callbacks.run_record import SaveRunRecord
 from zoo.checkpoints import check_file, load_safely
 from zoo.data.facts import DataFacts
 from zoo.errors import ConfigError, MissingFileError, UsageError, ZooError
+from zoo.provenance import run_environment
 from zoo.run_folders import RUNS_DIR, RunPlace, run_name, under_root
+from zoo.tracking import TrackingPlan, plan_tracking
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
@@ -79,12 +82,15 @@ class ZooLightningCLI(LightningCLI):
     ) -> None:
         self._started = time.perf_counter()
         self._run_folder: Path | None = None
+        self._place: RunPlace | None = None
+        self._tracking: TrackingPlan | None = None
         self.sigterm_handler = sigterm_handler
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
+            save_config_callback=SaveRunRecord,
             trainer_defaults=_TRAINER_DEFAULTS,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": False},
@@ -112,6 +118,7 @@ class ZooLightningCLI(LightningCLI):
                 "data has no test split (fit only)."
             ),
         )
+        add_tracking_arguments(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then place the run and resolve ``--ckpt_path`` before LightningCLI reads the checkpoint."""
@@ -132,6 +139,7 @@ class ZooLightningCLI(LightningCLI):
         of this recipe's runs (``last``, ``best`` or a path) continues in the folder that wrote it and saves its
         config beside the original as ``config.resume-N.yaml``.
         """
+        _mlflow_logger_as_tracking(config)
         logger_args = _logger_init_args(config)
         root = config.trainer.get("default_root_dir")
         place = None
@@ -143,6 +151,7 @@ class ZooLightningCLI(LightningCLI):
             place = RunPlace(Path(logger_args["save_dir"]), str(logger_args["name"]))
         elif config.trainer.get("logger") is False:
             place = RunPlace(under_root(root), run_name(config))
+        self._place = place
         resumed = self._resolve_ckpt_path(subcommand, config, place)
         if resumed is not None:
             check_run_folder(resumed)  # not while another zoo fit still writes it
@@ -156,6 +165,15 @@ class ZooLightningCLI(LightningCLI):
                 _refuse_a_taken_folder(place.folder / (version if isinstance(version, str) else f"version_{version}"))
         elif place is not None:  # no logger: Lightning writes the config and checkpoints into default_root_dir
             self._run_folder = resumed or place.folder / place.next_version()
+        self._tracking = plan_tracking(
+            config.get("tracking"),
+            config.get("tracking_uri"),
+            place.root if place is not None else under_root(root),
+            resumed=resumed,
+            experiment=config.get("tracking_experiment"),
+            log_checkpoints=bool(config.get("tracking_checkpoints")),
+            system_metrics=bool(config.get("tracking_system_metrics")),
+        )
 
     def _resolve_ckpt_path(self, subcommand: str, config: Any, place: RunPlace | None) -> Path | None:
         """Check ``--ckpt_path`` and turn ``last`` and ``best`` into paths; the run folder a ``fit`` continues in."""
@@ -242,6 +260,10 @@ class ZooLightningCLI(LightningCLI):
         def missing(kind: type) -> bool:
             return not any(isinstance(cb, kind) for cb in callbacks)
 
+        environment = self._environment()
+        self.save_config_kwargs["environment"] = environment  # for SaveRunRecord: env.json beside config.yaml
+        if self._tracking is not None:
+            self._add_mlflow(trainer_config, callbacks, environment)
         if trainer_config.get("enable_progress_bar") is not False and missing(ProgressBar):
             callbacks.append(ZooProgressBar())
         if trainer_config.get("logger") not in (False, None) and missing(LearningRateMonitor):
@@ -249,7 +271,7 @@ class ZooLightningCLI(LightningCLI):
         if missing(StopOnNonFiniteLoss):
             callbacks.append(StopOnNonFiniteLoss())
         if missing(CheckpointMetadata):
-            callbacks.append(CheckpointMetadata(*self._recipe_and_text()))
+            callbacks.append(CheckpointMetadata(*self._recipe_and_text(), environment=environment))
         if missing(RunFolderLock):
             callbacks.append(RunFolderLock())
         trainer_config["callbacks"] = callbacks
@@ -259,6 +281,68 @@ class ZooLightningCLI(LightningCLI):
         if self.sigterm_handler is not None:
             self.sigterm_handler.trainer = trainer
         return trainer
+
+    def _environment(self) -> dict[str, Any]:
+        """:func:`zoo.provenance.run_environment` of this run; the git state is that of the first recipe's repo."""
+        config = self._subconfig()
+        recipes = [Path(str(p)) for p in (config.get("config") or [])]
+        seed = config.get("seed_everything")
+        return run_environment(
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            repo=recipes[0].resolve().parent if recipes and recipes[0].is_file() else None,
+        )
+
+    def _add_mlflow(self, trainer_config: dict[str, Any], callbacks: list[Any], environment: dict[str, Any]) -> None:
+        """Log to MLflow beside the run's logger.
+
+        The MLflow run is named after the run folder and, when the run has no logger, takes its place (with the
+        run folder as ``save_dir``, where the config and checkpoints go).
+        """
+        from zoo.tracking.mlflow_logger import ZooMLFlowLogger
+        from zoo.tracking.record import MLflowRunRecord
+
+        plan = self._tracking
+        assert plan is not None and self._place is not None
+        logger = trainer_config.get("logger")
+        run_folder = Path(logger.log_dir) if hasattr(logger, "log_dir") else self._run_folder
+        run = f"{self._place.name}/{run_folder.name}" if run_folder is not None else self._place.name
+        mlflow = ZooMLFlowLogger(
+            experiment_name=plan.experiment or self._place.name,
+            run_name=run,
+            tracking_uri=plan.uri,
+            run_id=plan.run_id,
+            run_dir=str(run_folder) if run_folder is not None else None,
+            log_module_hparams=False,
+            artifact_location=plan.artifact_location,
+        )
+        if logger in (False, None):
+            trainer_config["logger"] = [mlflow]
+            checkpoint = self._get(self.config_init, "checkpoint", default=None)
+            if run_folder is not None and isinstance(checkpoint, ModelCheckpoint) and checkpoint.dirpath is None:
+                checkpoint.dirpath = str(run_folder / "checkpoints")
+        else:
+            trainer_config["logger"] = [*(logger if isinstance(logger, list) else [logger]), mlflow]
+        config = self._subconfig()
+        text = self._recipe_and_text()[1]
+        plain = config.clone().as_dict()
+        # Recipe paths (logged as files), a URI that may hold credentials, and what every resume changes.
+        for key in ("config", "tracking_uri", "ckpt_path"):
+            plain.pop(key, None)
+        if isinstance(plain.get("trainer", {}).get("logger"), dict):
+            plain["trainer"]["logger"].get("init_args", {}).pop("version", None)
+        callbacks.append(
+            MLflowRunRecord(
+                mlflow,
+                plan,
+                plain,
+                text,
+                config_name=self.save_config_kwargs.get("config_filename", "config.yaml"),
+                recipes=[str(p) for p in (config.get("config") or [])],
+                environment=environment,
+            )
+        )
+        if self._run_folder is not None and logger in (False, None):
+            callbacks.append(LearningRateMonitor(logging_interval="step"))
 
     def _recipe_and_text(self) -> tuple[str | None, str]:
         """The recipe path(s) given with ``--config`` and the resolved configuration as YAML."""
@@ -375,9 +459,57 @@ def _plain(value: Any) -> Any:
 def _logger_init_args(config: Any) -> Any:
     """The init arguments of a TensorBoard/CSV-style logger given as ``class_path``/``init_args``, else ``None``."""
     logger = config.trainer.get("logger")
-    if (isinstance(logger, dict) or hasattr(logger, "init_args")) and "save_dir" in logger["init_args"]:
-        return logger["init_args"]
+    if isinstance(logger, dict) or hasattr(logger, "init_args"):
+        init_args = logger["init_args"]
+        if "save_dir" in init_args and "name" in init_args:
+            return init_args
     return None
+
+
+def add_tracking_arguments(parser: LightningArgumentParser) -> None:
+    """``--tracking`` and its settings (see :mod:`zoo.tracking`)."""
+    parser.add_argument(
+        "--tracking", type=str, default="none",
+        help="Also log the run to an experiment tracker: mlflow or none (pip install 'lightning-zoo[tracking]').",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracking_uri", type=str | None, default=None,
+        help="The MLflow tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///<runs>/mlflow.db).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracking_experiment", type=str | None, default=None,
+        help="The MLflow experiment (default: the run's name, e.g. cora/gcn).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracking_checkpoints", type=bool, default=False,
+        help="Upload the best checkpoint to the tracker at the end of fit (its path is always logged).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracking_system_metrics", type=bool, default=False,
+        help="Log CPU, memory, disk, network (and GPU) utilisation to MLflow every 10 s.",
+    )  # fmt: skip
+
+
+def _mlflow_logger_as_tracking(config: Any) -> None:
+    """Turn ``--trainer.logger MLFlowLogger`` into ``--tracking mlflow`` beside the default TensorBoard logger.
+
+    MLflow alone gives the run no folder (Lightning's logger has no local directory for a database or server
+    store) and zoo's run layout, ``--ckpt_path last`` and ``env.json`` need one.
+    """
+    logger = config.trainer.get("logger")
+    class_path = str(logger.get("class_path", "")) if hasattr(logger, "get") else ""
+    if class_path.rsplit(".", 1)[-1] not in ("MLFlowLogger", "ZooMLFlowLogger"):
+        return
+    from jsonargparse import Namespace
+
+    args = logger.get("init_args") or {}
+    config.tracking = "mlflow"
+    config.tracking_uri = config.get("tracking_uri") or args.get("tracking_uri")
+    if not config.get("tracking_experiment") and args.get("experiment_name") not in (None, "lightning_logs"):
+        config.tracking_experiment = args.get("experiment_name")
+    default = _TRAINER_DEFAULTS["logger"]
+    config.trainer.logger = Namespace(class_path=default["class_path"], init_args=Namespace(**default["init_args"]))
+    _print_on_rank_zero("--trainer.logger MLFlowLogger: logging to MLflow beside TensorBoard (as --tracking mlflow)")
 
 
 def _checkpoint_lines(checkpoint: ModelCheckpoint) -> list[str]:

@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 from zoo.cli import main as zoo_main
-from zoo.leaderboard.rows import REQUIRED_FIELDS, git_state, read_rows
+from zoo.leaderboard.rows import REQUIRED_FIELDS, read_rows
 from zoo.leaderboard.run import PeakResidentMemory
 from zoo.leaderboard.suites import load_suite
+from zoo.provenance import git_state
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_SUITE = """

@@ -29,16 +29,22 @@ class CheckpointMetadata(L.Callback):
     Args:
         recipe: Path of the recipe the run came from.
         recipe_text: The resolved configuration, as text; its SHA-256 is stored beside it.
+        environment: What the run was made with (:func:`zoo.provenance.run_environment`).
 
     Stored:
         :meth:`zoo.checkpoints.ZooMetadata.to_dict`: ``{"zoo_version", "data": {class_names, mean, std,
         image_size, ..., tokenizer}, "recipe": {path, text, sha256} | None, "metrics": {name: value},
-        "best": {monitor, score} | None}``.
+        "best": {monitor, score} | None, "environment": {...} | None, "data_fingerprint": {...} | None}``. The
+        data fingerprint is the data module's own (:meth:`zoo.data.ZooDataModule.fingerprint`), read once the
+        data is set up.
     """
 
-    def __init__(self, recipe: str | None = None, recipe_text: str | None = None) -> None:
+    def __init__(
+        self, recipe: str | None = None, recipe_text: str | None = None, environment: dict[str, Any] | None = None
+    ) -> None:
         self.recipe = recipe
         self.recipe_text = recipe_text
+        self.environment = environment
 
     @override
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -59,7 +65,7 @@ class CheckpointMetadata(L.Callback):
         # A zoo task stores its own data facts (a tokenizer's JSON can be megabytes: serialise it once).
         own_facts = isinstance(getattr(pl_module, "data_facts", None), DataFacts)
         facts = DataFacts() if own_facts else DataFacts.of(trainer.datamodule)
-        stored = ZooMetadata(__version__, facts, recipe, metrics, best).to_dict()
+        stored = ZooMetadata(__version__, facts, recipe, metrics, best, self.environment).to_dict()
         if own_facts:
             del stored["data"]
         checkpoint.setdefault(METADATA_KEY, {}).update(stored)

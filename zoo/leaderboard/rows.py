@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import DataError, MissingFileError
 
-__all__ = ["REQUIRED_FIELDS", "environment", "git_state", "hardware", "read_rows", "validate_row"]
+__all__ = ["REQUIRED_FIELDS", "read_rows", "validate_row"]
 
 # Field -> type(s) it must have. A row missing one, or with another type, is rejected.
 REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -43,16 +40,6 @@ _NESTED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "hardware": {"cpu": str, "cpu_threads": int},
     "git": {"commit": (str, type(None)), "dirty": (bool, type(None))},
 }
-_PACKAGES = (
-    "torch",
-    "lightning",
-    "timm",
-    "torchmetrics",
-    "torch_geometric",
-    "transformers",
-    "diffusers",
-    "onnxruntime",
-)
 
 
 def validate_row(row: Any, where: str = "row") -> dict[str, Any]:
@@ -118,51 +105,3 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise DataError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
         rows.append(validate_row(row, f"{path}:{number}"))
     return rows
-
-
-def hardware() -> dict[str, Any]:
-    """Where the figures were measured: CPU, threads, GPU (if any) and the main library versions."""
-    import torch
-
-    info: dict[str, Any] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "lightning": _version("lightning"),
-        "python": platform.python_version(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = str(torch.version.cuda)
-    return info
-
-
-def environment() -> dict[str, Any]:
-    """Versions of the packages a run depends on (``None`` when not installed)."""
-    return {name: _version(name) for name in ("lightning-zoo", *_PACKAGES)}
-
-
-def git_state(repo: Path) -> dict[str, Any]:
-    """The commit checked out in ``repo`` and whether tracked files differ from it.
-
-    Changes under ``benchmarks/results/`` do not count: the runs append their own rows there, and a row is no
-    less reproducible because an earlier row of the same session was written before it.
-    """
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results")
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None

@@ -17,8 +17,9 @@ import lightning as L
 import torch
 from typing_extensions import override
 
-from zoo.leaderboard.rows import environment, git_state, hardware, validate_row
+from zoo.leaderboard.rows import validate_row
 from zoo.leaderboard.suites import Suite, SuiteRecipe
+from zoo.provenance import git_state, hardware, packages
 from zoo.tasks.base import ZooTask
 
 __all__ = ["FitTimer", "PeakResidentMemory", "run_entry", "training_flops_per_sample"]
@@ -91,7 +92,7 @@ def run_entry(suite: Suite, entry: SuiteRecipe, budget: str, seed: int, repo: Pa
         "budget": budget,
         "seed": seed,
         "git": git_state(repo),
-        "packages": environment(),
+        "packages": packages(),
         "hardware": hardware(),
         "metrics": metrics,
         "quality": {"metric": entry.metric, "value": metrics[entry.metric], "higher_is_better": entry.higher_is_better},
