@@ -29,7 +29,8 @@ def test_default_root_dir_takes_the_place_of_runs(tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     ZooLightningCLI(args=["fit", *recipe, "--trainer.default_root_dir", "experiments"])
     run = tmp_path / "experiments" / "quickstart" / "version_0"
-    assert _saved(run) == ["checkpoints", "config.yaml", "env.json", "hparams.yaml"] and list(run.glob("events.out.*"))
+    assert _saved(run) == ["checkpoints", "config.yaml", "data.json", "env.json", "hparams.yaml"]
+    assert list(run.glob("events.out.*"))
     assert not (tmp_path / "runs").exists()
     tested = ZooLightningCLI(args=["test", *recipe, "--trainer.default_root_dir", "experiments", "--ckpt_path", "last"])
     assert tested.config.test.ckpt_path == str(Path("experiments/quickstart/version_0/checkpoints/last.ckpt"))
@@ -45,11 +46,12 @@ def test_without_a_logger_each_run_still_gets_its_folder_and_last_resumes_it(
     ZooLightningCLI(args=["fit", *quiet])  # a second run used to fail on the config.yaml the first left in cwd
     runs = tmp_path / "runs" / "quickstart"
     assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1"]
-    assert all(_saved(run) == ["checkpoints", "config.yaml", "env.json"] for run in runs.iterdir())
+    assert all(_saved(run) == ["checkpoints", "config.yaml", "data.json", "env.json"] for run in runs.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # nothing written into the working directory
     resumed = ZooLightningCLI(args=["fit", *quiet, "--trainer.max_epochs", "3", "--ckpt_path", "last"])
     assert resumed.trainer.global_step == 6
-    saved = ["checkpoints", "config.resume-1.yaml", "config.yaml", "env.json", "env.resume-1.json"]
+    saved = ["checkpoints", "config.resume-1.yaml", "config.yaml", "data.json", "data.resume-1.json", "env.json"]
+    saved.append("env.resume-1.json")
     assert _saved(runs / "version_1") == saved
     assert yaml.safe_load((runs / "version_1/config.yaml").read_text())["trainer"]["default_root_dir"] is None
 

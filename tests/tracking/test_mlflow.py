@@ -65,6 +65,9 @@ def test_a_tracked_fit_logs_its_record_and_a_resume_continues_the_same_run(workd
     assert artifacts.startswith(str(workdir.resolve() / "runs" / "mlartifacts"))  # beside the store, not ./mlruns
     assert not (workdir / "mlruns").exists()
     assert load_dict(f"{artifacts}/env.json") == json.loads((folder / "env.json").read_text())
+    data = json.loads((folder / "data.json").read_text())
+    assert load_dict(f"{artifacts}/data.json") == data and params["data.content_sha256"] == data["content_sha256"]
+    assert params["data.size.train"] == str(data["splits"]["train"])
     assert yaml.safe_load(load_text(f"{artifacts}/config.yaml")) == yaml.safe_load((folder / "config.yaml").read_text())
     assert load_text(f"{artifacts}/recipe/quickstart.yaml") == (Path(recipe[1])).read_text()
     assert "ImageClassifier(" in load_text(f"{artifacts}/model/architecture.txt")

@@ -13,12 +13,20 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from zoo.checkpoints import METADATA_KEY, BestScore, RecipeRecord, ZooMetadata
 from zoo.data.facts import DataFacts
+from zoo.data.fingerprint import fingerprint_changes
 
-__all__ = ["CheckpointMetadata"]
+__all__ = ["CheckpointMetadata", "data_fingerprint"]
+
+
+def data_fingerprint(trainer: L.Trainer) -> dict[str, Any] | None:
+    """The fingerprint of the trainer's data module (computed once, by the module), if it reports one."""
+    report = getattr(trainer.datamodule, "fingerprint", None)
+    return report() if callable(report) else None
 
 
 class CheckpointMetadata(L.Callback):
@@ -45,6 +53,22 @@ class CheckpointMetadata(L.Callback):
         self.recipe = recipe
         self.recipe_text = recipe_text
         self.environment = environment
+        self.data_fingerprint: dict[str, Any] | None = None
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.data_fingerprint = data_fingerprint(trainer)
+
+    @override
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Warn, naming what changed, when a resumed run reads other data than the checkpoint was trained on."""
+        before = (checkpoint.get(METADATA_KEY) or {}).get("data_fingerprint")
+        changes = fingerprint_changes(before, data_fingerprint(trainer))
+        if changes:
+            rank_zero_warn(
+                f"the data differs from the data this checkpoint was trained on: {'; '.join(changes)}. Metrics "
+                "after this point are not comparable with the run's earlier ones."
+            )
 
     @override
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -65,7 +89,9 @@ class CheckpointMetadata(L.Callback):
         # A zoo task stores its own data facts (a tokenizer's JSON can be megabytes: serialise it once).
         own_facts = isinstance(getattr(pl_module, "data_facts", None), DataFacts)
         facts = DataFacts() if own_facts else DataFacts.of(trainer.datamodule)
-        stored = ZooMetadata(__version__, facts, recipe, metrics, best, self.environment).to_dict()
+        stored = ZooMetadata(
+            __version__, facts, recipe, metrics, best, self.environment, self.data_fingerprint
+        ).to_dict()
         if own_facts:
             del stored["data"]
         checkpoint.setdefault(METADATA_KEY, {}).update(stored)

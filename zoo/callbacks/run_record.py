@@ -1,9 +1,10 @@
-"""Save, beside the run's ``config.yaml``, what the config does not say: ``env.json``.
+"""Save, beside the run's ``config.yaml``, what the config does not say: ``env.json`` and ``data.json``.
 
 LightningCLI's :class:`~lightning.pytorch.cli.SaveConfigCallback` writes the resolved config into the run folder;
 this one also writes the environment (:func:`zoo.provenance.run_environment`: git state, packages, hardware,
-command line, seed, variables) next to it, under the same suffix: ``env.json`` with ``config.yaml``,
-``env.resume-1.json`` with ``config.resume-1.yaml``. ``zoo report`` reads both.
+command line, seed, variables) and the data fingerprint (:meth:`zoo.data.ZooDataModule.fingerprint`) next to
+it, under the same suffix: ``env.json`` with ``config.yaml``, ``env.resume-1.json`` with
+``config.resume-1.yaml``. ``zoo report`` reads them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from typing_extensions import override
+
+from zoo.callbacks.metadata import data_fingerprint
 
 __all__ = ["SaveRunRecord", "record_name"]
 
@@ -60,9 +63,12 @@ class SaveRunRecord(SaveConfigCallback):
 
     @override
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.environment is None or self._log_dir is None:
+        if self._log_dir is None:
             return
-        path = Path(self._log_dir) / record_name(self.config_filename, "env")
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(self.environment, indent=2, default=str) + "\n")
-        os.replace(partial, path)
+        records = {"env": self.environment, "data": data_fingerprint(trainer)}
+        for stem, record in records.items():
+            if record is not None:
+                path = Path(self._log_dir) / record_name(self.config_filename, stem)
+                partial = path.with_name(path.name + ".partial")
+                partial.write_text(json.dumps(record, indent=2, default=str) + "\n")
+                os.replace(partial, path)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from zoo.data.facts import DataFacts
+from zoo.data.fingerprint import content_of, fingerprint
 from zoo.data.sampling import ResumableDataLoader, ResumableSampler
 from zoo.errors import ConfigError, UsageError
 
@@ -91,6 +92,7 @@ class ZooDataModule(L.LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self._fingerprint: dict[str, Any] | None = None
 
     @property
     def seed(self) -> int:
@@ -116,6 +118,23 @@ class ZooDataModule(L.LightningDataModule):
         (not when the module is created).
         """
         return DataFacts.from_attributes(self)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What this module read, once set up: a content hash, split sizes, class counts, pixel statistics.
+
+        See :mod:`zoo.data.fingerprint`. The default describes ``train_set``, ``val_set`` and ``test_set`` through
+        their ``content()`` (zoo's datasets) or their type (subsets, image folders, graph lists); a module that
+        holds its data otherwise overrides this. Computed once and kept: ``zoo fit`` writes it to ``data.json``,
+        every checkpoint and the tracker.
+        """
+        if self._fingerprint is None:
+            splits = {"train": self.train_set, "val": self.val_set, "test": self.test_set}
+            self._fingerprint = fingerprint(
+                {name: content_of(data) for name, data in splits.items() if data is not None},
+                dataset=self.dataset_name(vars(self)) or type(self).__name__,
+                sizes={name: len(data) for name, data in splits.items() if hasattr(data, "__len__")},
+            )
+        return self._fingerprint
 
     @property
     def has_test_data(self) -> bool:

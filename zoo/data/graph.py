@@ -13,12 +13,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import DistributedSampler
 from typing_extensions import override
 
 from zoo.data.base import ZooDataModule
+from zoo.data.fingerprint import SplitContent, fingerprint, graph_checksum
 from zoo.data.paths import cache_dir, cache_lock, data_root
 from zoo.errors import ConfigError, DataError, MissingFileError
 from zoo.rng import private_rng
@@ -218,6 +220,23 @@ class PlanetoidDataModule(ZooDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Read the processed graph."""
         _ = self.graph
+
+    @override
+    def fingerprint(self) -> dict[str, Any]:
+        """One graph: its features, edges, labels and split masks; splits and class counts are node counts."""
+        if self._fingerprint is None:
+            graph = self.graph
+            masks = ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask")
+            whole = np.array([graph_checksum(graph, masks)], dtype=np.uint64)
+            labels = graph.y.numpy()
+            splits = {
+                split: SplitContent(whole, labels[getattr(graph, f"{split}_mask").numpy()])
+                for split in ("train", "val", "test")
+            }
+            record = fingerprint(splits, dataset=self.dataset_name(vars(self)))
+            record["splits"] = {split: int(getattr(graph, f"{split}_mask").sum()) for split in splits}
+            self._fingerprint = record
+        return self._fingerprint
 
     def _graph_loader(self, stage: str) -> Any:
         from zoo.data.neighbor_sampling import neighbor_loader

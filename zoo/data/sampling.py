@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from zoo.data.fingerprint import SplitContent, content_of
+
 __all__ = ["AugmentedDataset", "ResumableDataLoader", "ResumableSampler", "sample_seed"]
 
 
@@ -115,6 +117,10 @@ class AugmentedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
+
+    def content(self) -> SplitContent | None:
+        """The content of the underlying dataset (the transform is the recipe's, not the data's)."""
+        return content_of(self.base)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, Any]:
         if isinstance(key, tuple):

@@ -7,10 +7,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import ZooDataModule
+from zoo.data.fingerprint import SplitContent, hash64
 from zoo.data.paths import cache_dir, cache_lock, data_root
 from zoo.data.sampling import sample_seed
 from zoo.data.tokenizers import BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, tokenizer_from_config
@@ -51,6 +53,11 @@ class TokenBlocks(Dataset):
 
     def __len__(self) -> int:
         return self._count
+
+    def content(self) -> SplitContent:
+        """The token stream, for the data fingerprint: its order is its content, so one checksum for all."""
+        stream = self.tokens.contiguous().numpy()
+        return SplitContent(np.array([hash64(str(stream.dtype), stream.tobytes())], dtype=np.uint64), items=len(self))
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(key, tuple):

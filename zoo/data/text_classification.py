@@ -10,10 +10,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import ZooDataModule
+from zoo.data.fingerprint import SplitContent, hash64
 from zoo.data.paths import cache_dir, cache_lock, data_root
 from zoo.errors import ConfigError, DataError, MissingFileError
 from zoo.files import atomic_write
@@ -64,6 +66,14 @@ class _EncodedTexts(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[list[int], int]:
         index = key[1] if isinstance(key, tuple) else key
         return self.ids[index], self.labels[index]
+
+    def content(self) -> SplitContent:
+        """Each text's token ids and label, for the data fingerprint."""
+        checksums = [
+            hash64(np.asarray(ids, dtype=np.int64).tobytes(), str(label))
+            for ids, label in zip(self.ids, self.labels, strict=True)
+        ]
+        return SplitContent(np.array(checksums, dtype=np.uint64), np.asarray(self.labels, dtype=np.int64))
 
 
 class TextClassificationDataModule(ZooDataModule):

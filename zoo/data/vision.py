@@ -22,6 +22,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from zoo.data.base import ZooDataModule
+from zoo.data.fingerprint import SplitContent, checksums_of_rows
 from zoo.data.image_arrays import IMAGE_EXTENSIONS, ImageArrays, load_split_arrays
 from zoo.data.image_check import check_image_files
 from zoo.data.on_device import DeviceImagePool, is_key_batch
@@ -83,6 +84,13 @@ class ArrayImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(self.images[index]).permute(2, 0, 1), self.labels[index]
+
+    def content(self) -> SplitContent:
+        """Each image's pixels and label, for the data fingerprint."""
+        labels = self.labels.numpy()
+        with np.errstate(over="ignore"):
+            checksums = checksums_of_rows(self.images) * np.uint64(1_000_003) + labels.astype(np.uint64)
+        return SplitContent(checksums, labels, self.images)
 
 
 class VisionDataModule(ZooDataModule):

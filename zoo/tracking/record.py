@@ -17,6 +17,7 @@ from typing import Any
 import lightning as L
 from typing_extensions import override
 
+from zoo.callbacks.metadata import data_fingerprint
 from zoo.callbacks.run_record import record_name
 from zoo.tracking.mlflow_logger import ZooMLFlowLogger
 from zoo.tracking.plan import TRACKING_FILE, TrackingPlan
@@ -93,6 +94,11 @@ class MLflowRunRecord(L.Callback):
             (Path(log_dir) / TRACKING_FILE).write_text(json.dumps(record, indent=2) + "\n")
         params = {name: value for name, value in flatten_config(self.config).items() if value is not None}
         params.update(_model_summary(pl_module))
+        if self.data_fingerprint is None:
+            self.data_fingerprint = data_fingerprint(trainer)
+        if self.data_fingerprint is not None:
+            params["data.content_sha256"] = self.data_fingerprint.get("content_sha256")
+            params.update({f"data.size.{k}": v for k, v in (self.data_fingerprint.get("splits") or {}).items()})
         self.logger.log_params(params)
         client.log_text(run_id, self.config_text, self.config_name)
         if self.environment is not None:
