@@ -30,6 +30,7 @@ OTHER_COMMANDS = {
     "sample": "write images generated from a diffusion checkpoint (PNG grid and files)",
     "export": "export a checkpoint to verified ONNX, TorchScript and torch.export artifacts",
     "leaderboard": "run benchmark suites into reproducible rows (run), render tables and plots (show)",
+    "report": "how to reproduce a run (folder or checkpoint) and what threatens reproducing it",
 }
 
 _HELP = """\
@@ -46,6 +47,7 @@ examples:
   zoo test --config recipes/cifar10/resnet18.yaml --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt
   zoo models --family cnn
   zoo leaderboard run --suite cora --seeds 3 && zoo leaderboard show
+  zoo report runs/quickstart/version_0
   zoo generate --ckpt_path runs/shakespeare/gpt_nano/version_0/checkpoints/last.ckpt --prompt "ROMEO:"
   zoo export --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt --out exported
   zoo sample --ckpt_path runs/shapes/ddpm_tiny/version_0/checkpoints/last.ckpt --out samples --num_images 64
@@ -111,6 +113,10 @@ def _run(command: str, rest: list[str], args: list[str]) -> None:
         from export.cli import run_export_command
 
         run_export_command(rest)
+    elif command == "report":
+        from zoo.report import run_report_command
+
+        run_report_command(rest)
     elif command == "leaderboard":
         from zoo.leaderboard.cli import run_leaderboard_command
 
