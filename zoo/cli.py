@@ -31,6 +31,7 @@ OTHER_COMMANDS = {
     "export": "export a checkpoint to verified ONNX, TorchScript and torch.export artifacts",
     "leaderboard": "run benchmark suites into reproducible rows (run), render tables and plots (show)",
     "report": "how to reproduce a run (folder or checkpoint) and what threatens reproducing it",
+    "profile": "train a few steps of a recipe: where a step's time and memory go; --leak_check",
 }
 
 _HELP = """\
@@ -113,6 +114,10 @@ def _run(command: str, rest: list[str], args: list[str]) -> None:
         from export.cli import run_export_command
 
         run_export_command(rest)
+    elif command == "profile":
+        from zoo.profiling import run_profile_command
+
+        run_profile_command(rest)
     elif command == "report":
         from zoo.report import run_report_command
 

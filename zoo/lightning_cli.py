@@ -57,6 +57,8 @@ from zoo.provenance import run_environment
 from zoo.run_folders import RUNS_DIR, RunPlace, run_name, under_root
 from zoo.tracking import TrackingPlan, plan_tracking
 
+PROFILER_NAMES = ("simple", "advanced", "pytorch")  # zoo.profiling.PROFILERS, without importing it at start-up
+
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
 _TRAINER_DEFAULTS = {
@@ -119,6 +121,11 @@ class ZooLightningCLI(LightningCLI):
             ),
         )
         add_tracking_arguments(parser)
+        parser.add_argument(
+            "--profile", type=str | None, default=None,
+            help="Profile the run with Lightning's simple, advanced or pytorch profiler; the report (and the "
+            "PyTorch trace, for TensorBoard's profiler plugin) goes to the run folder.",
+        )  # fmt: skip
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then place the run and resolve ``--ckpt_path`` before LightningCLI reads the checkpoint."""
@@ -165,6 +172,8 @@ class ZooLightningCLI(LightningCLI):
                 _refuse_a_taken_folder(place.folder / (version if isinstance(version, str) else f"version_{version}"))
         elif place is not None:  # no logger: Lightning writes the config and checkpoints into default_root_dir
             self._run_folder = resumed or place.folder / place.next_version()
+        if config.get("profile") is not None and config.profile not in PROFILER_NAMES:
+            raise ConfigError(f"--profile {config.profile!r}: choose one of {', '.join(PROFILER_NAMES)}")
         self._tracking = plan_tracking(
             config.get("tracking"),
             config.get("tracking_uri"),
@@ -264,6 +273,13 @@ class ZooLightningCLI(LightningCLI):
         self.save_config_kwargs["environment"] = environment  # for SaveRunRecord: env.json beside config.yaml
         if self._tracking is not None:
             self._add_mlflow(trainer_config, callbacks, environment)
+        profile = self._subconfig().get("profile")
+        if profile is not None:
+            from zoo.profiling import make_profiler
+
+            logger = trainer_config.get("logger")
+            folder = Path(logger.log_dir) if hasattr(logger, "log_dir") else self._run_folder
+            trainer_config["profiler"] = make_profiler(profile, folder or Path.cwd())
         if trainer_config.get("enable_progress_bar") is not False and missing(ProgressBar):
             callbacks.append(ZooProgressBar())
         if trainer_config.get("logger") not in (False, None) and missing(LearningRateMonitor):
@@ -383,6 +399,7 @@ class ZooLightningCLI(LightningCLI):
         lines += saved
         if trainer.log_dir:
             lines.append(f"  logs and config       {trainer.log_dir}")
+            lines += _profile_lines(Path(trainer.log_dir), self._subconfig().get("profile"))
         if trainer.logger is not None and trainer.log_dir:
             lines.append(f"  view with             tensorboard --logdir {Path(trainer.log_dir).parent}")
         _print_on_rank_zero("\n".join(lines))
@@ -510,6 +527,20 @@ def _mlflow_logger_as_tracking(config: Any) -> None:
     default = _TRAINER_DEFAULTS["logger"]
     config.trainer.logger = Namespace(class_path=default["class_path"], init_args=Namespace(**default["init_args"]))
     _print_on_rank_zero("--trainer.logger MLFlowLogger: logging to MLflow beside TensorBoard (as --tracking mlflow)")
+
+
+def _profile_lines(folder: Path, profile: str | None) -> list[str]:
+    """Where ``--profile`` wrote its report, and the top of the PyTorch profiler's operator table."""
+    if profile is None:
+        return []
+    lines = [f"  profile               {p}" for p in sorted(folder.glob("*profile-*.txt"))]
+    traces = sorted((folder / "profile").glob("*.pt.trace.json"))
+    if traces:
+        lines.append(f"  profiler trace        {traces[-1]} (tensorboard --logdir {folder})")
+    table = folder / "fit-profile-pytorch.txt"
+    if table.is_file():
+        lines += ["", *table.read_text().splitlines()[:30]]
+    return lines
 
 
 def _checkpoint_lines(checkpoint: ModelCheckpoint) -> list[str]:

@@ -14,8 +14,8 @@ from PIL import Image
 
 from zoo.cli import main as zoo_main
 from zoo.leaderboard.rows import REQUIRED_FIELDS, read_rows
-from zoo.leaderboard.run import PeakResidentMemory
 from zoo.leaderboard.suites import load_suite
+from zoo.memory import PeakResidentMemory
 from zoo.provenance import git_state
 
 REPO = Path(__file__).resolve().parents[2]

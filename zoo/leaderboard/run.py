@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import resource
 import shlex
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,10 +17,11 @@ from typing_extensions import override
 
 from zoo.leaderboard.rows import validate_row
 from zoo.leaderboard.suites import Suite, SuiteRecipe
+from zoo.memory import PeakResidentMemory
 from zoo.provenance import git_state, hardware, packages
 from zoo.tasks.base import ZooTask
 
-__all__ = ["FitTimer", "PeakResidentMemory", "run_entry", "training_flops_per_sample"]
+__all__ = ["FitTimer", "run_entry", "training_flops_per_sample"]
 
 
 class FitTimer(L.Callback):
@@ -115,43 +114,6 @@ def training_flops_per_sample(task: ZooTask, data: Any) -> int | None:
     batch = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)  # e.g. keys -> on-device images
     flops = task.training_flops(batch)
     return None if flops is None else int(flops // int(task.count_samples(batch)))
-
-
-class PeakResidentMemory:
-    """Peak resident memory of this process within a ``with`` block, in MiB.
-
-    The kernel's own peak (``ru_maxrss``) never resets, so in a process that runs several recipes it would give
-    each run the peak of all before it; this samples the current resident size every ``interval`` seconds on a
-    background thread instead (a small file read on Linux; elsewhere it falls back to ``ru_maxrss``).
-    """
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self) -> PeakResidentMemory:
-        self.peak_mb = _resident_mb()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, _resident_mb())
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak_mb = max(self.peak_mb, _resident_mb())
-
-
-def _resident_mb() -> float:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-    return pages * resource.getpagesize() / 2**20
 
 
 def _export_status(trainer: Any) -> dict[str, Any]:
