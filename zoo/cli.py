@@ -32,6 +32,8 @@ OTHER_COMMANDS = {
     "leaderboard": "run benchmark suites into reproducible rows (run), render tables and plots (show)",
     "report": "how to reproduce a run (folder or checkpoint) and what threatens reproducing it",
     "profile": "train a few steps of a recipe: where a step's time and memory go; --leak_check",
+    "tune-batch-size": "the largest training batch that fits, and throughput at each size tried",
+    "lr-find": "learning-rate range test on a recipe: a plot and a suggested learning rate",
 }
 
 _HELP = """\
@@ -114,6 +116,14 @@ def _run(command: str, rest: list[str], args: list[str]) -> None:
         from export.cli import run_export_command
 
         run_export_command(rest)
+    elif command == "tune-batch-size":
+        from zoo.finders import run_batch_size_command
+
+        run_batch_size_command(rest)
+    elif command == "lr-find":
+        from zoo.finders import run_lr_find_command
+
+        run_lr_find_command(rest)
     elif command == "profile":
         from zoo.profiling import run_profile_command
 
