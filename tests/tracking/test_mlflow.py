@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,59 @@ def test_without_a_logger_mlflow_gets_the_run_folder(workdir: Path, recipe: list
     client, run_id = _run(folder)
     assert "val/acc1" in client.get_run(run_id).data.metrics
     assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["zoo_metadata"]["environment"]["git"]
+
+
+def test_system_metrics_are_logged_when_asked(
+    workdir: Path, recipe: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")  # MLflow's own knob (default 10 s)
+    ZooLightningCLI(args=["fit", *recipe, "--tracking", "mlflow", "--tracking_system_metrics", "true",
+                          "--trainer.max_epochs", "6"])  # fmt: skip
+    client, run_id = _run(workdir / "runs" / "quickstart" / "version_0")
+    assert "system/cpu_utilization_percentage" in client.get_run(run_id).data.metrics
+
+
+def test_other_lightning_loggers_keep_working(workdir: Path, recipe: list[str]) -> None:
+    csv = ["--trainer.logger", "CSVLogger", "--trainer.logger.init_args.save_dir", "logs"]
+    ZooLightningCLI(args=["fit", *recipe, *csv, "--trainer.max_epochs", "1"])
+    run = workdir / "logs" / "quickstart" / "version_0"
+    assert "val/acc1" in (run / "metrics.csv").read_text().splitlines()[0]
+    assert (run / "env.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_a_real_tracking_server_takes_the_run_and_its_files(workdir: Path, recipe: list[str]) -> None:
+    """``mlflow server`` on 127.0.0.1, started as a team would; about 10 s to start on two cores."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = workdir / "server"
+    store.mkdir()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{store / 'db.sqlite'}", "--artifacts-destination", str(store / "art"),
+               "--workers", "1"]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=store)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):  # at most 60 s
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.25)
+        else:
+            pytest.fail(f"mlflow server did not answer on {uri} within 60 s")
+        ZooLightningCLI(
+            args=["fit", *recipe, "--tracking", "mlflow", "--tracking_uri", uri, "--trainer.max_epochs", "1"]
+        )
+        record = json.loads((workdir / "runs" / "quickstart" / "version_0" / "tracking.json").read_text())
+        assert record["uri"] == uri and not (workdir / "runs" / "mlflow.db").exists()
+        client = MlflowClient(uri)
+        run = client.get_run(record["run_id"])
+        assert "val/acc1" in run.data.metrics and run.info.status == "FINISHED"
+        assert {f.path for f in client.list_artifacts(record["run_id"])} >= {"config.yaml", "env.json", "data.json"}
+        assert list((store / "art").rglob("env.json"))  # the server stored the files
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
