@@ -132,3 +132,10 @@ def test_side_by_side_process_mode_times_both_whole_processes(tmp_path: Path) ->
     assert record["seconds"]["zoo"] > 0 and record["seconds"]["plain"] > 0
     assert record["plain_over_zoo"] == pytest.approx(record["seconds"]["plain"] / record["seconds"]["zoo"], abs=1e-2)
     assert all(0 <= accuracy <= 1 for accuracy in record["test_acc1"].values())
+
+
+def test_tracking_overhead_smoke(tmp_path: Path) -> None:
+    record = _run("tracking_overhead.py", "--smoke", "--out", str(tmp_path / "t.jsonl"))
+    assert set(record["samples_per_second"]) == {"none@50", "mlflow@50", "none@1", "mlflow@1"}
+    assert all(v > 0 for v in record["tracked_over_untracked"].values()) and record["environment_record_ms"] > 0
+    assert record["fingerprint_seconds"]["cifar10-mini (12,000 images)"] > 0
