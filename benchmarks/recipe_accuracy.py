@@ -18,7 +18,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from zoo.lightning_cli import ZooLightningCLI
-from zoo.provenance import hardware
+from zoo.provenance import git_state, hardware, packages
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def measured_here(script: str) -> dict[str, object]:
+    """What every benchmark record ends with: the command that re-creates it, the code, packages, machine, date."""
+    return {
+        "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
+        "git": git_state(REPO),
+        "packages": packages(),
+        "hardware": hardware(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    }
 
 
 def write_record(record: dict[str, object], out: Path | None) -> None:

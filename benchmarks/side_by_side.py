@@ -45,7 +45,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +53,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_loop import PlainLoop, synchronize
-from recipe_accuracy import write_record
+from recipe_accuracy import measured_here, write_record
 from typing_extensions import override
 
 from zoo.data.paths import data_root
 from zoo.leaderboard.run import training_flops_per_sample
 from zoo.lightning_cli import ZooLightningCLI
-from zoo.provenance import git_state, hardware, packages
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -261,13 +259,7 @@ def compare(name: str, case: Case, rounds: int, smoke: bool = False) -> dict[str
     }
     if flops and torch.cuda.is_available():
         record["mfu_vs_h100_bf16"] = {s: round(r * flops / (H100_BF16_TFLOPS * 1e12), 4) for s, r in medians.items()}
-    return record | {
-        "command": "python benchmarks/side_by_side.py " + " ".join(sys.argv[1:]),
-        "git": git_state(REPO),
-        "packages": packages(),
-        "hardware": hardware(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-    }
+    return record | measured_here("side_by_side.py")
 
 
 def _zoo_process(case: Case, smoke: bool) -> list[str]:
@@ -322,11 +314,7 @@ def compare_processes(name: str, case: Case, rounds: int, smoke: bool = False) -
         "per_round": per_round,
         "plain_over_zoo": round(medians["plain"] / medians["zoo"], 3),  # above 1: zoo finishes first
         "test_acc1": accuracy,
-        "command": "python benchmarks/side_by_side.py " + " ".join(sys.argv[1:]),
-        "git": git_state(REPO),
-        "packages": packages(),
-        "hardware": hardware(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        **measured_here("side_by_side.py"),
     }
 
 

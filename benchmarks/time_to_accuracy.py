@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_loop import PlainLoop, synchronize
-from recipe_accuracy import write_record
+from recipe_accuracy import measured_here, write_record
 from typing_extensions import override
 
 from zoo.lightning_cli import ZooLightningCLI
-from zoo.provenance import git_state, hardware, packages
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ("--data.init_args.variant", "mini", "--data.init_args.batch_size", "32", "--trainer.max_epochs", "2",
@@ -195,11 +193,7 @@ def main() -> None:
         "seeds": args.seeds,
         "warmup_run": args.warmup_run,
         **{side: summarise(lines, args.target, args.within) for side, lines in timelines.items()},
-        "command": "python benchmarks/time_to_accuracy.py " + " ".join(sys.argv[1:]),
-        "git": git_state(REPO),
-        "packages": packages(),
-        "hardware": hardware(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        **measured_here("time_to_accuracy.py"),
     }
     write_record(record, args.out)
 

@@ -10,28 +10,29 @@ printed (1.0: no overhead).
 
 At start-up: the environment record (:func:`zoo.provenance.run_environment`), the data fingerprint of the
 quickstart data and of the full CIFAR-10 (when ``$ZOO_DATA`` has it), and the time from ``trainer.fit`` to
-the first training step with and without tracking (MLflow's import, the store, the run's record).
+the first training step with and without tracking (the store, the run's record), and the time to build the
+run (parsing, instantiation and, in the first tracked round, MLflow's import).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe_accuracy import write_record
+from recipe_accuracy import measured_here, write_record
 from side_by_side import StepWindowTimer
 
 from zoo.lightning_cli import ZooLightningCLI
-from zoo.provenance import git_state, hardware, packages, run_environment
+from zoo.provenance import run_environment
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes/quickstart.yaml"
@@ -39,8 +40,8 @@ RECIPE = REPO / "recipes/quickstart.yaml"
 
 def _timed_fit(
     folder: Path, tracked: bool, log_every: int, warmup: int, steps: int, extra: list[str]
-) -> tuple[float, float]:
-    """Samples per second over the timed steps, and seconds from ``fit`` to the first step."""
+) -> tuple[float, float, float]:
+    """Samples per second over the timed steps, seconds to build the CLI, and from ``fit`` to the first step."""
     args = [
         "--config", str(RECIPE), "--trainer.max_steps", str(warmup + steps), "--trainer.limit_val_batches", "0",
         "--trainer.num_sanity_val_steps", "0", "--trainer.default_root_dir", str(folder),
@@ -49,17 +50,19 @@ def _timed_fit(
         *(["--tracking", "mlflow"] if tracked else []), *extra,
     ]  # fmt: skip
     argv, sys.argv = sys.argv, sys.argv[:1]
+    building = time.perf_counter()
     try:
         cli = ZooLightningCLI(args=args, run=False)
     finally:
         sys.argv = argv
+    built = time.perf_counter() - building
     timer = StepWindowTimer(warmup, steps)
     first = _FirstStep()
     cli.trainer.callbacks += [timer, first]
     started = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert timer.seconds is not None and first.at is not None
-    return int(timer.samples) / timer.seconds, first.at - started
+    return int(timer.samples) / timer.seconds, built, first.at - started
 
 
 class _FirstStep(L.Callback):
@@ -99,6 +102,7 @@ def main() -> None:
         extra = ["--data.init_args.batch_size", "16", "--data.init_args.num_workers", "0"]
     rates: dict[str, list[float]] = {}
     first_step: dict[str, list[float]] = {}
+    build: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for log_every in (50, 1):
             for index in range(args.rounds):
@@ -106,8 +110,9 @@ def main() -> None:
                     side = f"{'mlflow' if tracked else 'none'}@{log_every}"
                     folder = Path(tmp) / f"{side}-{index}"
                     L.seed_everything(0, verbose=False)
-                    rate, to_first = _timed_fit(folder, tracked, log_every, args.warmup, args.steps, extra)
+                    rate, built, to_first = _timed_fit(folder, tracked, log_every, args.warmup, args.steps, extra)
                     rates.setdefault(side, []).append(round(rate, 1))
+                    build.setdefault(side, []).append(round(built, 3))
                     first_step.setdefault(side, []).append(round(to_first, 3))
                     print(f"# log every {log_every:>2}  {side:<10} round {index + 1}: {rate:8.1f} samples/s, "
                           f"first step after {to_first:.2f} s", flush=True)  # fmt: skip
@@ -117,6 +122,16 @@ def main() -> None:
         started = time.perf_counter()
         run_environment()
         environment_ms.append(1000 * (time.perf_counter() - started))
+    imports: dict[str, list[float]] = {"lightning": [], "lightning+mlflow": []}
+    for _ in range(1 if args.smoke else 3):
+        for side, code in (
+            ("lightning", "import lightning.pytorch"),
+            ("lightning+mlflow", "import lightning.pytorch, mlflow"),
+        ):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            imports[side].append(time.perf_counter() - started)
+    import_medians = {side: statistics.median(values) for side, values in imports.items()}
     record = {
         "benchmark": "tracking_overhead",
         "recipe": str(RECIPE.relative_to(REPO)),
@@ -127,18 +142,17 @@ def main() -> None:
         "tracked_over_untracked": {
             every: round(medians[f"mlflow@{every}"] / medians[f"none@{every}"], 3) for every in (50, 1)
         },
+        "seconds_to_build": {side: statistics.median(values) for side, values in build.items()},
         "seconds_to_first_step": {side: statistics.median(values) for side, values in first_step.items()},
         "per_round": rates,
         "environment_record_ms": round(statistics.median(environment_ms), 1),
+        "import_seconds_fresh_process": {side: round(value, 2) for side, value in import_medians.items()},
+        "mlflow_import_seconds": round(import_medians["lightning+mlflow"] - import_medians["lightning"], 2),
         "fingerprint_seconds": {
             "cifar10-mini (12,000 images)": _round(_fingerprint_seconds(variant="mini")),
             "cifar10 (60,000 images)": None if args.smoke else _round(_fingerprint_seconds()),
         },
-        "command": "python benchmarks/tracking_overhead.py " + " ".join(sys.argv[1:]),
-        "git": git_state(REPO),
-        "packages": packages(),
-        "hardware": hardware(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        **measured_here("tracking_overhead.py"),
     }
     write_record(record, args.out)
 

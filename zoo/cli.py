@@ -15,6 +15,7 @@ import difflib
 import json
 import sys
 import traceback
+from importlib import import_module
 
 __all__ = ["main"]
 
@@ -32,8 +33,22 @@ OTHER_COMMANDS = {
     "leaderboard": "run benchmark suites into reproducible rows (run), render tables and plots (show)",
     "report": "how to reproduce a run (folder or checkpoint) and what threatens reproducing it",
     "profile": "train a few steps of a recipe: where a step's time and memory go; --leak_check",
+    "tune": "search a recipe's hyperparameters from a sweep file (Optuna; runs/sweeps/<name>)",
     "tune-batch-size": "the largest training batch that fits, and throughput at each size tried",
     "lr-find": "learning-rate range test on a recipe: a plot and a suggested learning rate",
+}
+
+# Command -> (module, function taking the remaining arguments), imported only when the command runs.
+_HANDLERS = {
+    "generate": ("zoo.generate", "run_generate_command"),
+    "sample": ("zoo.sample", "run_sample_command"),
+    "export": ("export.cli", "run_export_command"),
+    "leaderboard": ("zoo.leaderboard.cli", "run_leaderboard_command"),
+    "report": ("zoo.report", "run_report_command"),
+    "profile": ("zoo.profiling", "run_profile_command"),
+    "tune-batch-size": ("zoo.finders", "run_batch_size_command"),
+    "lr-find": ("zoo.finders", "run_lr_find_command"),
+    "tune": ("zoo.sweeps.cli", "run_tune_command"),
 }
 
 _HELP = """\
@@ -104,38 +119,9 @@ def _run(command: str, rest: list[str], args: list[str]) -> None:
         run_training_command(args)
     elif command == "models":
         _models_command(rest)
-    elif command == "generate":
-        from zoo.generate import run_generate_command
-
-        run_generate_command(rest)
-    elif command == "sample":
-        from zoo.sample import run_sample_command
-
-        run_sample_command(rest)
-    elif command == "export":
-        from export.cli import run_export_command
-
-        run_export_command(rest)
-    elif command == "tune-batch-size":
-        from zoo.finders import run_batch_size_command
-
-        run_batch_size_command(rest)
-    elif command == "lr-find":
-        from zoo.finders import run_lr_find_command
-
-        run_lr_find_command(rest)
-    elif command == "profile":
-        from zoo.profiling import run_profile_command
-
-        run_profile_command(rest)
-    elif command == "report":
-        from zoo.report import run_report_command
-
-        run_report_command(rest)
-    elif command == "leaderboard":
-        from zoo.leaderboard.cli import run_leaderboard_command
-
-        run_leaderboard_command(rest)
+    elif command in _HANDLERS:
+        module, function = _HANDLERS[command]
+        getattr(import_module(module), function)(rest)
     else:
         close = difflib.get_close_matches(command, [*TRAINING_COMMANDS, *OTHER_COMMANDS], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -128,16 +128,18 @@ class ZooLightningCLI(LightningCLI):
         )  # fmt: skip
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then place the run and resolve ``--ckpt_path`` before LightningCLI reads the checkpoint."""
+        """Parse, then place the run and resolve ``--ckpt_path`` before LightningCLI reads the checkpoint.
+
+        Without a subcommand (``run=False``, for library code that calls ``trainer.fit`` itself) the run is placed
+        as for ``fit``.
+        """
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand is None:
-            return
-        config = self.config[subcommand]
+        config = self.config if subcommand is None else self.config[subcommand]
         try:
-            self._place_run(subcommand, config)
+            self._place_run(subcommand or "fit", config)
         except (FileNotFoundError, ValueError, ZooError) as err:
-            self._parser(subcommand).error(str(err))
+            (parser if subcommand is None else self._parser(subcommand)).error(str(err))
 
     def _place_run(self, subcommand: str, config: Any) -> None:
         """Choose the run folder, ``<root>/<name>/version_N``, with a logger or without one.

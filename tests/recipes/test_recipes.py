@@ -11,7 +11,9 @@ import yaml
 from zoo.lightning_cli import ZooLightningCLI
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = sorted(str(p.relative_to(REPO)) for p in (REPO / "recipes").rglob("*.yaml"))
+RECIPES = sorted(
+    str(p.relative_to(REPO)) for p in (REPO / "recipes").rglob("*.yaml") if not p.name.endswith(".sweep.yaml")
+)
 
 # How each data module is shrunk to tiny real data; a recipe with a data module missing here fails loudly.
 TINY_DATA = {

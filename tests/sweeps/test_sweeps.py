@@ -1,0 +1,111 @@
+"""``zoo tune`` with Optuna on a real recipe: the study, continuing it, best.yaml, pruning, failures, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from zoo.cli import main
+from zoo.errors import ConfigError
+from zoo.lightning_cli import ZooLightningCLI
+from zoo.sweeps import read_sweep
+from zoo.sweeps.study import _checkpoint_metrics, check_space, run_sweep
+
+FEW_STEPS = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
+             "--data.init_args.batch_size", "16", "--data.init_args.num_workers", "0"]  # fmt: skip
+
+
+def _sweep(folder: Path, repo: Path, space: dict, **top: object) -> Path:
+    path = folder / "q.sweep.yaml"
+    path.write_text(yaml.safe_dump({"recipe": str(repo / "recipes/quickstart.yaml"), **top, "space": space}))
+    return path
+
+
+SPACE = {
+    "model.init_args.optimizer.init_args.lr": {"loguniform": [0.01, 0.5]},
+    "model.init_args.label_smoothing": {"choice": [0.0, 0.1]},
+    "trainer.log_every_n_steps": 1,
+}
+
+
+def test_a_sweep_writes_its_study_and_best_config_and_a_second_run_continues_it(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    sweep = _sweep(tmp_path, repo, SPACE)
+    main(["tune", "--sweep", str(sweep), "--trials", "4", "--pruner", "none", "--", *FEW_STEPS])
+    folder = tmp_path / "runs" / "sweeps" / "q"
+    study = optuna.load_study(study_name="q", storage=f"sqlite:///{folder / 'study.db'}")
+    assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert study.direction.name == "MAXIMIZE" and study.user_attrs["metric"] == "val/acc1"
+    out = capsys.readouterr().out
+    assert "sweep q:" in out and "4 complete" in out and f"best config: {Path('runs/sweeps/q/best.yaml')}" in out
+
+    best = study.best_trial
+    run = Path(best.user_attrs["run_folder"])
+    assert run == Path("runs/sweeps/q/trials/quickstart") / f"trial_{best.number:04d}"
+    assert (run / "env.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    config = yaml.safe_load((folder / "best.yaml").read_text())
+    assert (
+        config["model"]["init_args"]["optimizer"]["init_args"]["lr"]
+        == best.params["model.init_args.optimizer.init_args.lr"]
+    )
+    assert config["trainer"]["max_epochs"] == 2 and config["trainer"]["default_root_dir"] is None
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["best"]["number"] == best.number and len(summary["trials"]) == 4
+    assert (folder / "history.png").read_bytes()[:4] == b"\x89PNG"
+
+    refit = ZooLightningCLI(args=["fit", "--config", str(folder / "best.yaml"), "--test_after_fit", "false"])
+    kept = _checkpoint_metrics(refit.trainer.checkpoint_callback.best_model_path)
+    assert kept["val/acc1"] == pytest.approx(best.value, abs=1e-6)  # best.yaml reproduces the best trial
+
+    main(["tune", "--sweep", str(sweep), "--trials", "4", "--pruner", "none", "--", *FEW_STEPS])
+    assert len(optuna.load_study(study_name="q", storage=f"sqlite:///{folder / 'study.db'}").trials) == 8
+
+
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    space = {"model.init_args.backbone": {"choice": ["speedrun_net_tiny", "no_such_net"]}}
+    result = run_sweep(read_sweep(_sweep(tmp_path, repo, space)), 4, "f", FEW_STEPS, pruner="none", seed=1)
+    summary = json.loads((result.folder / "summary.json").read_text())
+    failed = [t for t in summary["trials"] if t["state"] == "fail"]
+    assert failed and all("no_such_net" in t["error"] for t in failed)
+    assert result.counts["complete"] + result.counts["fail"] == 4
+
+
+def test_an_absurd_learning_rate_is_pruned_or_fails_and_the_sweep_finishes(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    space = {"model.init_args.optimizer.init_args.lr": {"choice": [0.1, 1.0e6]}, "trainer.max_epochs": 4}
+    spec = read_sweep(_sweep(tmp_path, repo, space))
+    study_trials = run_sweep(spec, 6, "p", FEW_STEPS[2:], pruner="median", seed=0)
+    summary = json.loads((study_trials.folder / "summary.json").read_text())
+    absurd = [t for t in summary["trials"] if t["params"].get("model.init_args.optimizer.init_args.lr") == 1.0e6]
+    assert absurd and all(t["state"] in ("pruned", "fail") or t["value"] <= 0.2 for t in absurd)
+    assert any(t["state"] in ("pruned", "fail") for t in absurd)
+
+
+def test_bad_sweeps_are_named_before_any_trial(repo: Path, tmp_path: Path) -> None:
+    def problem(space: object, **top: object) -> str:
+        with pytest.raises(ConfigError) as raised:
+            spec = read_sweep(_sweep(tmp_path, repo, space, **top))
+            check_space(spec, FEW_STEPS)
+        return str(raised.value)
+
+    assert "has no key model.init_args.optimizer.init_args.lrr; closest: model.init_args.optimizer.init_args.lr" in (
+        problem({"model.init_args.optimizer.init_args.lrr": {"uniform": [0.1, 0.2]}})
+    )
+    assert "the space is empty" in problem({})
+    assert "bounds must satisfy low < high, got [0.5, 0.1]" in problem({"trainer.max_epochs": {"uniform": [0.5, 0.1]}})
+    assert "a log scale needs low > 0" in problem({"model.init_args.label_smoothing": {"loguniform": [0, 0.1]}})
+    assert "does not build" in problem({"model.init_args.backbone_kwargs.no_such_argument": {"choice": [1, 2]}})
+    assert "say whether val/acc5 is to be maximized or minimized" in problem(
+        {"model.init_args.label_smoothing": {"uniform": [0.0, 0.1]}}, metric="val/acc5"
+    )

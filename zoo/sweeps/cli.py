@@ -1,0 +1,49 @@
+"""``zoo tune``: run a sweep file's trials with Optuna, or show a sweep's results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from zoo.sweeps.space import read_sweep
+
+__all__ = ["run_tune_command"]
+
+
+def run_tune_command(argv: list[str]) -> None:
+    """``zoo tune --sweep S --trials N [--name NAME] [...] [-- zoo fit overrides]`` or ``zoo tune --show NAME``."""
+    overrides: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, overrides = argv[:at], argv[at + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="zoo tune",
+        description="Search a recipe's hyperparameters with Optuna (TPE, seeded; SQLite study in "
+        "runs/sweeps/<name>/; running again continues it). Arguments after -- go to every trial's `zoo fit`.",
+    )
+    parser.add_argument("--sweep", type=Path, help="the sweep file (recipe, metric, space)")
+    parser.add_argument("--trials", type=int, default=20, help="trials to run now (added to the study's)")
+    parser.add_argument("--name", help="the sweep's name (default: the sweep file's name without .sweep.yaml)")
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    parser.add_argument("--pruner", default="median", choices=("median", "halving", "none"))
+    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    parser.add_argument("--root", type=Path, default=Path("runs/sweeps"), help="where sweeps live")
+    parser.add_argument("--show", metavar="NAME", help="print the results of the sweep NAME and exit")
+    args = parser.parse_args(argv)
+    from zoo.sweeps.study import run_sweep, show_sweep
+
+    if args.show:
+        print(show_sweep(args.show, args.root))
+        return
+    if args.sweep is None:
+        parser.error("give the sweep file: zoo tune --sweep recipes/cora/gcn.sweep.yaml --trials 20")
+    if args.trials < 1:
+        parser.error(f"--trials must be at least 1, got {args.trials}")
+    spec = read_sweep(args.sweep)
+    name = args.name or spec.path.name.removesuffix(".yaml").removesuffix(".sweep")
+    result = run_sweep(spec, args.trials, name, overrides, args.root, args.seed, args.pruner, args.timeout)
+    print(show_sweep(name, args.root))
+    if result.best_config is not None:
+        print(f"best config: {result.best_config}  (zoo fit --config {result.best_config})")
+    print(json.dumps({"counts": result.counts, "best_value": result.best_value}))

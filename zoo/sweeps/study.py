@@ -1,0 +1,400 @@
+"""Run a sweep with Optuna on this machine: a seeded TPE sampler, an SQLite study, pruning, retries.
+
+``runs/sweeps/<name>/`` holds everything: ``study.db`` (the Optuna study: running the same command again
+continues it), ``trials/<recipe>/trial_NNNN/`` (each trial a normal zoo run folder: config, env.json,
+data.json, checkpoints, TensorBoard), and at the end ``best.yaml`` (the best trial's resolved config, ready for
+``zoo fit --config``), ``summary.json`` and the plots.
+
+A trial killed with its process (SIGKILL, a lost node) stops sending Optuna's heartbeat; the next invocation
+marks it failed and Optuna's ``RetryHeartbeatStaleTrialCallback`` queues it again with the same parameters. A trial
+that raises, or whose loss goes non-finite, is recorded as failed with its reason and the sweep goes on; one
+that the pruner stops early is recorded as pruned.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zoo.errors import ConfigError, MissingExtraError, UsageError, find_user_error
+from zoo.sweeps.space import SweepSpec
+
+__all__ = ["SweepResult", "check_space", "run_sweep", "show_sweep", "sweep_folder", "write_results"]
+
+_HEARTBEAT_S = 2
+_GRACE_S = 6
+_MAX_RETRY = 2
+
+
+@dataclass
+class SweepResult:
+    """What a sweep left: where, how many trials in each state, and the best one."""
+
+    folder: Path
+    counts: dict[str, int]
+    best_number: int | None
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_config: Path | None
+
+
+def sweep_folder(name: str, root: str | Path = "runs/sweeps") -> Path:
+    """``<root>/<name>``, the folder of one sweep."""
+    return Path(root) / name
+
+
+def _require_optuna() -> Any:
+    try:
+        return import_module("optuna")
+    except ImportError as err:
+        raise MissingExtraError("zoo tune needs Optuna: pip install 'lightning-zoo[tune]'") from err
+
+
+def _fit_cli(args: list[str]) -> Any:
+    from zoo.lightning_cli import ZooLightningCLI
+
+    return ZooLightningCLI(args=args, run=False)
+
+
+def as_override(value: Any) -> str:
+    """A value as ``zoo fit`` reads it from the command line (YAML): ``0.01``, ``true``, ``[16, 32]``."""
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def check_space(spec: SweepSpec, overrides: list[str]) -> tuple[str, str]:
+    """Check, before any trial, that the recipe accepts every key and a trial's config builds; find the metric.
+
+    Returns:
+        ``(metric, direction)``: the spec's, or the task's default monitor and its direction.
+
+    Raises:
+        ConfigError: Naming a key the recipe does not accept and the closest keys it does, a trial
+            configuration that does not build, or a metric whose direction cannot be told.
+    """
+    from zoo.tracking.record import flatten_config
+
+    base = _fit_cli(["--config", str(spec.recipe), *overrides, "--trainer.logger", "false"])
+    config = base.config.as_dict()
+    flat = flatten_config(config)
+    for param in spec.params:
+        if param.key in flat or _free_form(config, param.key):
+            continue
+        close = difflib.get_close_matches(param.key, list(flat), n=3, cutoff=0.6)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise ConfigError(f"{spec.path}: the recipe {spec.recipe} has no key {param.key}{hint}")
+    first = {param.key: _first_value(param) for param in spec.params}
+    try:
+        _fit_cli(["--config", str(spec.recipe), *_overrides(first), *overrides, "--trainer.logger", "false"])
+    except (SystemExit, Exception) as err:  # the parser exits; instantiation raises, wrapped by jsonargparse
+        reason = find_user_error(err) if isinstance(err, Exception) else None
+        raise ConfigError(
+            f"{spec.path}: a trial's configuration does not build ({reason or err}); the values tried: {first}"
+        ) from None
+    task = type(base.model)
+    monitor = getattr(task, "default_monitor", None)
+    metric = spec.metric or (monitor[0] if monitor else None)
+    if metric is None:
+        raise ConfigError(f"{spec.path}: {task.__name__} has no default metric; set metric: in the sweep file")
+    direction = spec.direction
+    if direction is None:
+        if monitor and metric == monitor[0]:
+            direction = "maximize" if monitor[1] == "max" else "minimize"
+        elif "loss" in metric:
+            direction = "minimize"
+        else:
+            raise ConfigError(f"{spec.path}: say whether {metric} is to be maximized or minimized (direction: ...)")
+    return metric, direction
+
+
+def _free_form(config: dict[str, Any], key: str) -> bool:
+    """Whether ``key`` goes into a free-form mapping (``backbone_kwargs``), whose keys the parser cannot list.
+
+    The sections (``trainer``, ``checkpoint``) and every class's ``init_args`` list all their keys, so a key
+    missing there is unknown; a mapping below them (or one left unset) takes any key, and the trial build that
+    follows checks it.
+    """
+    parts = key.split(".")
+    node: Any = config
+    for index, part in enumerate(parts):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            continue
+        inside_a_mapping = node is None or (isinstance(node, dict) and "class_path" not in node)
+        return index >= 2 and parts[index - 1] != "init_args" and inside_a_mapping
+    return True
+
+
+def _first_value(param: Any) -> Any:
+    if param.kind in ("fixed", "choice"):
+        return param.values[0]
+    low, high = param.values
+    return int(low) if param.kind == "int" else (math.sqrt(low * high) if param.kind == "loguniform" else low)
+
+
+def _overrides(values: dict[str, Any]) -> list[str]:
+    return [arg for key, value in values.items() for arg in (f"--{key}", as_override(value))]
+
+
+def run_sweep(
+    spec: SweepSpec,
+    trials: int,
+    name: str,
+    overrides: list[str] | None = None,
+    root: str | Path = "runs/sweeps",
+    seed: int = 0,
+    pruner: str = "median",
+    timeout: float | None = None,
+) -> SweepResult:
+    """Run ``trials`` more trials of the sweep (continuing its study when it exists) and write the results."""
+    optuna = _require_optuna()
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    overrides = list(overrides or [])
+    metric, direction = check_space(spec, overrides)
+    folder = sweep_folder(name, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    storage = RDBStorage(
+        f"sqlite:///{(folder / 'study.db').resolve()}",
+        heartbeat_interval=_HEARTBEAT_S,
+        grace_period=_GRACE_S,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=_MAX_RETRY),
+    )
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=_pruner(optuna, pruner),
+        direction=direction,
+        load_if_exists=True,
+    )
+    _check_same_sweep(study, spec, metric, direction)
+    objective = _Objective(spec, metric, folder, overrides)
+    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,), gc_after_trial=True)
+    return write_results(study, folder)
+
+
+def _check_same_sweep(study: Any, spec: SweepSpec, metric: str, direction: str) -> None:
+    recorded = study.user_attrs
+    mine = {"recipe": str(spec.recipe), "metric": metric, "space": sorted(p.key for p in spec.params)}
+    if not recorded:
+        for key, value in mine.items():
+            study.set_user_attr(key, value)
+        return
+    different = [key for key, value in mine.items() if recorded.get(key) != value]
+    if different:
+        raise UsageError(
+            f"the sweep {study.study_name} in {study._storage} was started with another {', '.join(different)}; "
+            "give this one another --name"
+        )
+
+
+def _pruner(optuna: Any, name: str) -> Any:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"--pruner {name!r}: choose median, halving or none")
+
+
+class _Objective:
+    """One trial: the sampled overrides, a zoo run with the pruning callback, the metric of its best epoch."""
+
+    def __init__(self, spec: SweepSpec, metric: str, folder: Path, overrides: list[str]) -> None:
+        self.spec, self.metric, self.folder, self.overrides = spec, metric, folder, overrides
+
+    def __call__(self, trial: Any) -> float:
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        values = self.spec.sample(trial)
+        trial.set_user_attr("overrides", _overrides(values))
+        args = [
+            "--config", str(self.spec.recipe), *_overrides(values), *self.overrides,
+            "--trainer.default_root_dir", str(self.folder / "trials"),
+            "--trainer.logger.init_args.version", f"trial_{trial.number:04d}",
+            "--test_after_fit", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false",
+        ]  # fmt: skip
+        started = time.perf_counter()
+        try:
+            cli = _fit_cli(args)
+            trial.set_user_attr("run_folder", str(cli.trainer.log_dir))
+            cli.trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        except Exception as err:
+            if type(err).__name__ != "TrialPruned":
+                trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+            raise
+        finally:
+            trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
+        return self._score(cli, trial)
+
+    def _score(self, cli: Any, trial: Any) -> float:
+        """The metric at the epoch the run keeps (its best checkpoint), else at its end."""
+        saver = cli.trainer.checkpoint_callback
+        kept = _checkpoint_metrics(getattr(saver, "best_model_path", ""))
+        if self.metric in kept:
+            value = kept[self.metric]
+        elif self.metric in cli.trainer.callback_metrics:
+            value = float(cli.trainer.callback_metrics[self.metric])
+        else:
+            logged = sorted(cli.trainer.callback_metrics)
+            raise UsageError(f"the trials do not log {self.metric}; they log {', '.join(logged) or 'nothing'}")
+        if not math.isfinite(value):
+            trial.set_user_attr("error", f"{self.metric} is {value}")
+        return value
+
+
+def _checkpoint_metrics(path: str) -> dict[str, float]:
+    """The metrics a zoo checkpoint recorded when it was saved (``{}`` without one)."""
+    if not path or not Path(path).is_file():
+        return {}
+    from zoo.checkpoints import METADATA_KEY, load_safely
+
+    return dict((load_safely(path, mmap=True).get(METADATA_KEY) or {}).get("metrics") or {})
+
+
+def write_results(study: Any, folder: Path) -> SweepResult:
+    """``best.yaml``, ``summary.json`` and the plots of a study, from what its database holds."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    best = None
+    if complete:
+        best = study.best_trial
+    best_config = _write_best_config(best, folder) if best is not None else None
+    summary = {
+        "study": study.study_name,
+        "direction": study.direction.name.lower(),
+        "metric": study.user_attrs.get("metric"),
+        "recipe": study.user_attrs.get("recipe"),
+        "counts": {k: v for k, v in counts.items() if v},
+        "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
+                                            "run_folder": best.user_attrs.get("run_folder")},
+        "trials": [_trial_row(t) for t in trials],
+    }  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if len(complete) >= 2:
+        _plots(study, folder)
+    return SweepResult(
+        folder,
+        summary["counts"],
+        None if best is None else best.number,
+        None if best is None else best.value,
+        {} if best is None else dict(best.params),
+        best_config,
+    )
+
+
+def show_sweep(name: str, root: str | Path = "runs/sweeps", top: int = 10) -> str:
+    """The sweep's best trials as a table, with the counts per state (from ``summary.json`` or the study)."""
+    folder = sweep_folder(name, root)
+    if not (folder / "study.db").is_file():
+        raise UsageError(f"no sweep {name} under {Path(root)} (no {folder / 'study.db'})")
+    optuna = _require_optuna()
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{(folder / 'study.db').resolve()}")
+    write_results(study, folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    reverse = summary["direction"] == "maximize"
+    done = [t for t in summary["trials"] if t["state"] == "complete" and t["value"] is not None]
+    done.sort(key=lambda t: t["value"], reverse=reverse)
+    keys = sorted({key for t in done[:top] for key in t["params"]})
+    short = [key.rsplit(".", 1)[-1] for key in keys]
+    lines = [f"sweep {name}: {summary['recipe']}, {summary['direction']} {summary['metric']}; "
+             + ", ".join(f"{count} {state}" for state, count in summary["counts"].items())]  # fmt: skip
+    header = ["trial", summary["metric"] or "value", *short, "seconds"]
+    rows = [[str(t["number"]), f"{t['value']:.4f}", *(_cell(t["params"].get(k)) for k in keys), str(t["seconds"])]
+            for t in done[:top]]  # fmt: skip
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    failed = [t for t in summary["trials"] if t["state"] == "fail" and t["error"]]
+    lines += [f"  trial {t['number']} failed: {t['error'][:200]}" for t in failed[-3:]]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _trial_row(trial: Any) -> dict[str, Any]:
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    return {
+        "number": trial.number,
+        "state": trial.state.name.lower(),
+        "value": trial.value,
+        "params": trial.params,
+        "seconds": trial.user_attrs.get("seconds"),
+        "error": trial.user_attrs.get("error"),
+        "run_folder": trial.user_attrs.get("run_folder"),
+        "retried_from": RetryHeartbeatStaleTrialCallback.retried_trial_number(trial),
+    }
+
+
+def _write_best_config(best: Any, folder: Path) -> Path | None:
+    """The best trial's resolved config, without what placed it in the sweep's folder."""
+    run = best.user_attrs.get("run_folder")
+    source = Path(run) / "config.yaml" if run else None
+    if source is None or not source.is_file():
+        return None
+    config = yaml.safe_load(source.read_text())
+    trainer = config.get("trainer") or {}
+    trainer["default_root_dir"] = None
+    logger = trainer.get("logger")
+    if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):
+        logger["init_args"]["version"] = None
+    config["test_after_fit"] = True
+    for key in ("trainer.enable_progress_bar", "trainer.enable_model_summary"):
+        trainer.pop(key.split(".", 1)[1], None)
+    target = folder / "best.yaml"
+    header = (
+        f"# The best trial ({best.number}, {best.value:.6g}) of the sweep in {folder}: its resolved config.\n"
+        f"#   zoo fit --config {target}\n"
+    )
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    os.replace(partial, target)
+    return target
+
+
+def _plots(study: Any, folder: Path) -> None:
+    """Optimisation history, parameter importances and parallel coordinates, as PNGs (Optuna's matplotlib)."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    for name, draw in (
+        ("history", plots.plot_optimization_history),
+        ("importances", plots.plot_param_importances),
+        ("parallel", plots.plot_parallel_coordinate),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+            try:
+                axes = draw(study)
+            except (ValueError, RuntimeError):  # e.g. importances of a single searched parameter
+                continue
+        figure = (axes[0] if hasattr(axes, "__len__") else axes).figure
+        figure.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
+        plt.close(figure)
