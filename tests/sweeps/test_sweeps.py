@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from zoo.cli import main
 from zoo.errors import ConfigError
@@ -109,3 +113,43 @@ def test_bad_sweeps_are_named_before_any_trial(repo: Path, tmp_path: Path) -> No
     assert "say whether val/acc5 is to be maximized or minimized" in problem(
         {"model.init_args.label_smoothing": {"uniform": [0.0, 0.1]}}, metric="val/acc5"
     )
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_and_retries_the_interrupted_trial(repo: Path, tmp_path: Path) -> None:
+    """SIGKILL mid-trial, as a lost node would; the next invocation retries that trial's parameters."""
+    sweep = _sweep(tmp_path, repo, SPACE)
+    longer = [*FEW_STEPS, "--trainer.max_epochs", "15"]
+    command = [sys.executable, "-m", "zoo", "tune", "--sweep", str(sweep), "--trials", "1", "--pruner", "none",
+               "--", *longer]  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'runs' / 'sweeps' / 'q' / 'study.db'}"
+    sweeping = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # at most 120 s for the first trial to start training
+            trials = _trials(storage)
+            running = [t for t in trials if t.state.name == "RUNNING" and t.user_attrs.get("run_folder")]
+            if running and (tmp_path / running[0].user_attrs["run_folder"] / "config.yaml").is_file():
+                break
+            assert sweeping.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no trial started training within 120 s")
+    finally:
+        sweeping.kill()
+        sweeping.wait()
+    killed = running[0]
+    time.sleep(7)  # the heartbeat (every 2 s) goes stale after 6 s
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    trials = {t.number: t for t in _trials(storage)}
+    assert trials[killed.number].state.name == "FAIL"
+    retried = [t for t in trials.values() if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed.number]
+    assert retried and retried[0].params == killed.params and retried[0].state.name == "COMPLETE"
+
+
+def _trials(storage: str) -> list:
+    if not Path(storage.removeprefix("sqlite:///")).is_file():
+        return []
+    try:
+        return optuna.load_study(study_name="q", storage=storage).get_trials()
+    except (KeyError, ValueError, RuntimeError):  # the study (or its file) is not there yet
+        return []
