@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import optuna
@@ -153,3 +154,17 @@ def _trials(storage: str) -> list:
         return optuna.load_study(study_name="q", storage=storage).get_trials()
     except (KeyError, ValueError, RuntimeError):  # the study (or its file) is not there yet
         return []
+
+
+@pytest.mark.slow
+def test_parallel_trials_share_the_study(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two worker processes, one core each, four trials in all."""
+    monkeypatch.chdir(tmp_path)
+    sweep = _sweep(tmp_path, repo, SPACE)
+    main(["tune", "--sweep", str(sweep), "--trials", "4", "--parallel", "2", "--pruner", "none", "--", *FEW_STEPS])
+    trials = optuna.load_study(study_name="q", storage=f"sqlite:///{tmp_path / 'runs/sweeps/q/study.db'}").trials
+    assert 4 <= len(trials) <= 5 and all(t.state.name == "COMPLETE" for t in trials)  # a race may start a fifth
+    assert len({t.params["model.init_args.optimizer.init_args.lr"] for t in trials}) == len(trials)
+    assert (tmp_path / "runs/sweeps/q/best.yaml").is_file()
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    assert any(later[0] < earlier[1] for earlier, later in pairwise(spans))  # at the same time

@@ -30,8 +30,14 @@ def run_tune_command(argv: list[str]) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     parser.add_argument("--root", type=Path, default=Path("runs/sweeps"), help="where sweeps live")
     parser.add_argument("--show", metavar="NAME", help="print the results of the sweep NAME and exit")
+    parser.add_argument(
+        "--parallel", type=int, default=1,
+        help="run trials in N processes at once, each on its share of the cores (or one GPU each)",
+    )  # fmt: skip
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by --parallel
+    parser.add_argument("--target", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from zoo.sweeps.study import run_sweep, show_sweep
+    from zoo.sweeps.study import run_sweep, run_worker, show_sweep
 
     if args.show:
         print(show_sweep(args.show, args.root))
@@ -40,9 +46,17 @@ def run_tune_command(argv: list[str]) -> None:
         parser.error("give the sweep file: zoo tune --sweep recipes/cora/gcn.sweep.yaml --trials 20")
     if args.trials < 1:
         parser.error(f"--trials must be at least 1, got {args.trials}")
+    if args.parallel < 1:
+        parser.error(f"--parallel must be at least 1, got {args.parallel}")
     spec = read_sweep(args.sweep)
     name = args.name or spec.path.name.removesuffix(".yaml").removesuffix(".sweep")
-    result = run_sweep(spec, args.trials, name, overrides, args.root, args.seed, args.pruner, args.timeout)
+    if args.worker is not None:
+        run_worker(spec, name, overrides, args.root, args.seed, args.pruner, args.timeout, args.worker,
+                   args.parallel, args.target)  # fmt: skip
+        return
+    result = run_sweep(
+        spec, args.trials, name, overrides, args.root, args.seed, args.pruner, args.timeout, args.parallel
+    )
     print(show_sweep(name, args.root))
     if result.best_config is not None:
         print(f"best config: {result.best_config}  (zoo fit --config {result.best_config})")

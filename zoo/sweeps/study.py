@@ -28,7 +28,7 @@ import yaml
 from zoo.errors import ConfigError, MissingExtraError, UsageError, find_user_error
 from zoo.sweeps.space import SweepSpec
 
-__all__ = ["SweepResult", "check_space", "run_sweep", "show_sweep", "sweep_folder", "write_results"]
+__all__ = ["SweepResult", "check_space", "run_sweep", "run_worker", "show_sweep", "sweep_folder", "write_results"]
 
 _HEARTBEAT_S = 2
 _GRACE_S = 6
@@ -155,22 +155,106 @@ def run_sweep(
     seed: int = 0,
     pruner: str = "median",
     timeout: float | None = None,
+    parallel: int = 1,
 ) -> SweepResult:
-    """Run ``trials`` more trials of the sweep (continuing its study when it exists) and write the results."""
-    optuna = _require_optuna()
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    """Run ``trials`` more trials of the sweep (continuing its study when it exists) and write the results.
 
+    With ``parallel`` above 1 the trials run in that many worker processes on this machine (see
+    :func:`run_worker`), sharing the study; this process only starts them, waits and writes the results.
+    """
     overrides = list(overrides or [])
     metric, direction = check_space(spec, overrides)
     folder = sweep_folder(name, root)
     folder.mkdir(parents=True, exist_ok=True)
+    study = _study(name, folder, seed, pruner, direction)
+    _check_same_sweep(study, spec, metric, direction)
+    if parallel > 1:
+        target = len(study.get_trials(deepcopy=False)) + trials
+        _run_workers(spec, name, overrides, Path(root), seed, pruner, timeout, parallel, target)
+        return write_results(_study(name, folder, seed, pruner, direction), folder)
+    objective = _Objective(spec, metric, folder, overrides)
+    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,), gc_after_trial=True)
+    return write_results(study, folder)
+
+
+def run_worker(
+    spec: SweepSpec, name: str, overrides: list[str], root: str | Path, seed: int, pruner: str,
+    timeout: float | None, worker: int, parallel: int, target: int,
+) -> None:  # fmt: skip
+    """Run trials as one of ``parallel`` processes of a sweep until the study holds ``target`` trials.
+
+    The process is pinned to its share of the cores (or one GPU); its sampler's seed is ``seed + worker``, so
+    workers do not draw the same values.
+    """
+    _pin(worker, parallel)
+    folder = sweep_folder(name, root)
+    study = _study(name, folder, seed + worker, pruner, None)
+    from optuna.study import MaxTrialsCallback
+
+    objective = _Objective(spec, study.user_attrs["metric"], folder, overrides)
+    study.optimize(
+        objective, n_trials=target, timeout=timeout, catch=(Exception,), gc_after_trial=True,
+        callbacks=[MaxTrialsCallback(target, states=None)],
+    )  # fmt: skip
+
+
+def _pin(worker: int, parallel: int) -> None:
+    """Keep this process to every ``parallel``-th core starting at ``worker``, and torch's threads to as many."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    import torch
+
+    cores = sorted(os.sched_getaffinity(0))
+    share = set(cores[worker::parallel]) or set(cores)
+    os.sched_setaffinity(0, share)
+    torch.set_num_threads(len(share))
+
+
+def _run_workers(
+    spec: SweepSpec, name: str, overrides: list[str], root: Path, seed: int, pruner: str,
+    timeout: float | None, parallel: int, target: int,
+) -> None:  # fmt: skip
+    """Start the worker processes (one GPU each when there are enough), wait for them, stop them on Ctrl+C."""
+    import subprocess
+    import sys
+
+    import torch
+
+    gpus = torch.cuda.device_count()
+    processes = []
+    for worker in range(parallel):
+        command = [
+            sys.executable, "-m", "zoo", "tune", "--sweep", str(spec.path), "--name", name, "--root", str(root),
+            "--seed", str(seed), "--pruner", pruner, "--worker", str(worker), "--parallel", str(parallel),
+            "--target", str(target), *(["--timeout", str(timeout)] if timeout else []), "--", *overrides,
+        ]  # fmt: skip
+        env = dict(os.environ)
+        if gpus >= parallel:
+            env["CUDA_VISIBLE_DEVICES"] = str(worker)
+        processes.append(subprocess.Popen(command, env=env))
+    try:
+        codes = [process.wait() for process in processes]
+    except KeyboardInterrupt:
+        for process in processes:
+            process.terminate()
+        raise
+    failed = [f"worker {i} exited with status {code}" for i, code in enumerate(codes) if code != 0]
+    if failed:
+        raise UsageError(f"sweep {name}: {'; '.join(failed)} (its error is printed above)")
+
+
+def _study(name: str, folder: Path, seed: int, pruner: str, direction: str | None) -> Any:
+    """The sweep's study in ``folder/study.db``, created when missing, with heartbeats that retry killed trials."""
+    optuna = _require_optuna()
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
     storage = RDBStorage(
         f"sqlite:///{(folder / 'study.db').resolve()}",
         heartbeat_interval=_HEARTBEAT_S,
         grace_period=_GRACE_S,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=_MAX_RETRY),
     )
-    study = optuna.create_study(
+    return optuna.create_study(
         study_name=name,
         storage=storage,
         sampler=optuna.samplers.TPESampler(seed=seed),
@@ -178,10 +262,6 @@ def run_sweep(
         direction=direction,
         load_if_exists=True,
     )
-    _check_same_sweep(study, spec, metric, direction)
-    objective = _Objective(spec, metric, folder, overrides)
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,), gc_after_trial=True)
-    return write_results(study, folder)
 
 
 def _check_same_sweep(study: Any, spec: SweepSpec, metric: str, direction: str) -> None:
