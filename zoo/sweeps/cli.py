@@ -27,6 +27,7 @@ def run_tune_command(argv: list[str]) -> None:
     parser.add_argument("--name", help="the sweep's name (default: the sweep file's name without .sweep.yaml)")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     parser.add_argument("--pruner", default="median", choices=("median", "halving", "none"))
+    parser.add_argument("--sampler", default="tpe", choices=("tpe", "random"), help="Optuna's sampler")
     parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     parser.add_argument("--root", type=Path, default=Path("runs/sweeps"), help="where sweeps live")
     parser.add_argument("--show", metavar="NAME", help="print the results of the sweep NAME and exit")
@@ -52,10 +53,19 @@ def run_tune_command(argv: list[str]) -> None:
     name = args.name or spec.path.name.removesuffix(".yaml").removesuffix(".sweep")
     if args.worker is not None:
         run_worker(spec, name, overrides, args.root, args.seed, args.pruner, args.timeout, args.worker,
-                   args.parallel, args.target)  # fmt: skip
+                   args.parallel, args.target, args.sampler)  # fmt: skip
         return
     result = run_sweep(
-        spec, args.trials, name, overrides, args.root, args.seed, args.pruner, args.timeout, args.parallel
+        spec,
+        args.trials,
+        name,
+        overrides,
+        args.root,
+        args.seed,
+        args.pruner,
+        args.timeout,
+        args.parallel,
+        args.sampler,
     )
     print(show_sweep(name, args.root))
     if result.best_config is not None:

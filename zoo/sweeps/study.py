@@ -156,6 +156,7 @@ def run_sweep(
     pruner: str = "median",
     timeout: float | None = None,
     parallel: int = 1,
+    sampler: str = "tpe",
 ) -> SweepResult:
     """Run ``trials`` more trials of the sweep (continuing its study when it exists) and write the results.
 
@@ -166,12 +167,12 @@ def run_sweep(
     metric, direction = check_space(spec, overrides)
     folder = sweep_folder(name, root)
     folder.mkdir(parents=True, exist_ok=True)
-    study = _study(name, folder, seed, pruner, direction)
+    study = _study(name, folder, seed, pruner, direction, sampler)
     _check_same_sweep(study, spec, metric, direction)
     if parallel > 1:
         target = len(study.get_trials(deepcopy=False)) + trials
-        _run_workers(spec, name, overrides, Path(root), seed, pruner, timeout, parallel, target)
-        return write_results(_study(name, folder, seed, pruner, direction), folder)
+        _run_workers(spec, name, overrides, Path(root), seed, pruner, timeout, parallel, target, sampler)
+        return write_results(_study(name, folder, seed, pruner, direction, sampler), folder)
     objective = _Objective(spec, metric, folder, overrides)
     study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,), gc_after_trial=True)
     return write_results(study, folder)
@@ -179,7 +180,7 @@ def run_sweep(
 
 def run_worker(
     spec: SweepSpec, name: str, overrides: list[str], root: str | Path, seed: int, pruner: str,
-    timeout: float | None, worker: int, parallel: int, target: int,
+    timeout: float | None, worker: int, parallel: int, target: int, sampler: str = "tpe",
 ) -> None:  # fmt: skip
     """Run trials as one of ``parallel`` processes of a sweep until the study holds ``target`` trials.
 
@@ -188,7 +189,7 @@ def run_worker(
     """
     _pin(worker, parallel)
     folder = sweep_folder(name, root)
-    study = _study(name, folder, seed + worker, pruner, None)
+    study = _study(name, folder, seed + worker, pruner, None, sampler)
     from optuna.study import MaxTrialsCallback
 
     objective = _Objective(spec, study.user_attrs["metric"], folder, overrides)
@@ -212,7 +213,7 @@ def _pin(worker: int, parallel: int) -> None:
 
 def _run_workers(
     spec: SweepSpec, name: str, overrides: list[str], root: Path, seed: int, pruner: str,
-    timeout: float | None, parallel: int, target: int,
+    timeout: float | None, parallel: int, target: int, sampler: str,
 ) -> None:  # fmt: skip
     """Start the worker processes (one GPU each when there are enough), wait for them, stop them on Ctrl+C."""
     import subprocess
@@ -226,7 +227,8 @@ def _run_workers(
         command = [
             sys.executable, "-m", "zoo", "tune", "--sweep", str(spec.path), "--name", name, "--root", str(root),
             "--seed", str(seed), "--pruner", pruner, "--worker", str(worker), "--parallel", str(parallel),
-            "--target", str(target), *(["--timeout", str(timeout)] if timeout else []), "--", *overrides,
+            "--target", str(target), "--sampler", sampler, *(["--timeout", str(timeout)] if timeout else []),
+            "--", *overrides,
         ]  # fmt: skip
         env = dict(os.environ)
         if gpus >= parallel:
@@ -243,7 +245,7 @@ def _run_workers(
         raise UsageError(f"sweep {name}: {'; '.join(failed)} (its error is printed above)")
 
 
-def _study(name: str, folder: Path, seed: int, pruner: str, direction: str | None) -> Any:
+def _study(name: str, folder: Path, seed: int, pruner: str, direction: str | None, sampler: str = "tpe") -> Any:
     """The sweep's study in ``folder/study.db``, created when missing, with heartbeats that retry killed trials."""
     optuna = _require_optuna()
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -257,7 +259,7 @@ def _study(name: str, folder: Path, seed: int, pruner: str, direction: str | Non
     return optuna.create_study(
         study_name=name,
         storage=storage,
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=_sampler(optuna, sampler, seed),
         pruner=_pruner(optuna, pruner),
         direction=direction,
         load_if_exists=True,
@@ -277,6 +279,14 @@ def _check_same_sweep(study: Any, spec: SweepSpec, metric: str, direction: str) 
             f"the sweep {study.study_name} in {study._storage} was started with another {', '.join(different)}; "
             "give this one another --name"
         )
+
+
+def _sampler(optuna: Any, name: str, seed: int) -> Any:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"--sampler {name!r}: choose tpe or random")
 
 
 def _pruner(optuna: Any, name: str) -> Any:
@@ -422,6 +432,7 @@ def _trial_row(trial: Any) -> dict[str, Any]:
         "value": trial.value,
         "params": trial.params,
         "seconds": trial.user_attrs.get("seconds"),
+        "epochs_validated": len(trial.intermediate_values),
         "error": trial.user_attrs.get("error"),
         "run_folder": trial.user_attrs.get("run_folder"),
         "retried_from": RetryHeartbeatStaleTrialCallback.retried_trial_number(trial),
