@@ -60,11 +60,13 @@ def test_a_sweep_writes_its_study_and_best_config_and_a_second_run_continues_it(
         == best.params["model.init_args.optimizer.init_args.lr"]
     )
     assert config["trainer"]["max_epochs"] == 2 and config["trainer"]["default_root_dir"] is None
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == "runs"  # not into the sweep's trials
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["best"]["number"] == best.number and len(summary["trials"]) == 4
     assert (folder / "history.png").read_bytes()[:4] == b"\x89PNG"
 
     refit = ZooLightningCLI(args=["fit", "--config", str(folder / "best.yaml"), "--test_after_fit", "false"])
+    assert Path(refit.trainer.log_dir).parent == Path("runs/quickstart")  # beside the recipe's own runs
     kept = _checkpoint_metrics(refit.trainer.checkpoint_callback.best_model_path)
     assert kept["val/acc1"] == pytest.approx(best.value, abs=1e-6)  # best.yaml reproduces the best trial
 

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from zoo.errors import ConfigError, MissingExtraError, UsageError, find_user_error
+from zoo.run_folders import RUNS_DIR
 from zoo.sweeps.space import SweepSpec
 
 __all__ = ["SweepResult", "check_space", "run_sweep", "run_worker", "show_sweep", "sweep_folder", "write_results"]
@@ -462,8 +463,8 @@ def _write_best_config(best: Any, folder: Path) -> Path | None:
     trainer = config.get("trainer") or {}
     trainer["default_root_dir"] = None
     logger = trainer.get("logger")
-    if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):
-        logger["init_args"]["version"] = None
+    if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):  # runs/<recipe>/version_N again
+        logger["init_args"].update({"save_dir": RUNS_DIR, "version": None})
     config["test_after_fit"] = True
     for key in ("trainer.enable_progress_bar", "trainer.enable_model_summary"):
         trainer.pop(key.split(".", 1)[1], None)
