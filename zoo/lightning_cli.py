@@ -57,7 +57,7 @@ from zoo.provenance import run_environment
 from zoo.run_folders import RUNS_DIR, RunPlace, run_name, under_root
 from zoo.tracking import TrackingPlan, plan_tracking
 
-PROFILER_NAMES = ("simple", "advanced", "pytorch")  # zoo.profiling.PROFILERS, without importing it at start-up
+PROFILER_NAMES = ("simple", "advanced", "pytorch")  # zoo.profilers.PROFILERS, without importing it at start-up
 
 __all__ = ["ZooLightningCLI", "run_training_command"]
 
@@ -277,7 +277,7 @@ class ZooLightningCLI(LightningCLI):
             self._add_mlflow(trainer_config, callbacks, environment)
         profile = self._subconfig().get("profile")
         if profile is not None:
-            from zoo.profiling import make_profiler
+            from zoo.profilers import make_profiler
 
             logger = trainer_config.get("logger")
             folder = Path(logger.log_dir) if hasattr(logger, "log_dir") else self._run_folder

@@ -9,8 +9,7 @@ On a GPU it also counts host-device synchronisations per step (``torch.cuda.set_
 resident memory (and GPU memory) are reported on every device. ``--leak_check`` records resident memory
 after every step and fits a line through it: a leak shows as a slope that does not fall to zero.
 
-``zoo fit --profile simple|advanced|pytorch`` hands over to Lightning's profilers with zoo's defaults (a short
-PyTorch-profiler schedule whose trace TensorBoard's profiler plugin opens, in the run folder).
+``zoo fit --profile simple|advanced|pytorch`` uses :mod:`zoo.profilers`.
 """
 
 from __future__ import annotations
@@ -21,56 +20,24 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.profilers import AdvancedProfiler, Profiler, PyTorchProfiler, SimpleProfiler
+from lightning.pytorch.profilers import SimpleProfiler
 from typing_extensions import override
 
 from zoo.errors import ConfigError
 from zoo.memory import resident_mb
 
-__all__ = ["PROFILERS", "StepProfile", "make_profiler", "profile_recipe", "run_profile_command"]
+__all__ = ["StepProfile", "format_profile", "profile_recipe", "run_profile_command"]
 
-PROFILERS = ("simple", "advanced", "pytorch")
-PYTORCH_SCHEDULE = {"wait": 1, "warmup": 1, "active": 3}  # five steps traced: small traces, warm kernels
 _DATA_ACTIONS = ("train_dataloader_next", "batch_to_device", "transfer_batch_to_device", "on_after_batch_transfer",
                  "on_before_batch_transfer")  # fmt: skip
 _CLOSURE_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "configure_gradient_clipping",
                   "on_before_zero_grad")  # fmt: skip
 _DATA_ADVICE_SHARE = 0.25
-
-
-def make_profiler(name: str, folder: str | Path) -> Profiler:
-    """Lightning's profiler ``name`` writing into ``folder`` (the run folder).
-
-    ``pytorch``: ``torch.profiler`` on a short schedule (wait 1, warm-up 1, active 3 steps, repeated once), the
-    trace written by ``tensorboard_trace_handler`` to ``folder/profile`` (``tensorboard --logdir`` on the run
-    folder shows it with the PyTorch profiler plugin) and a table of the top 20 operators by CPU time.
-
-    Raises:
-        ConfigError: For a name that is not one of :data:`PROFILERS`.
-    """
-    if name not in PROFILERS:
-        raise ConfigError(f"--profile {name!r}: choose one of {', '.join(PROFILERS)}")
-    folder = Path(folder)
-    if name == "simple":
-        return SimpleProfiler(dirpath=folder, filename="profile-simple")
-    if name == "advanced":
-        return AdvancedProfiler(dirpath=folder, filename="profile-advanced")
-    trace_dir = folder / "profile"
-    return PyTorchProfiler(
-        dirpath=folder,
-        filename="profile-pytorch",
-        schedule=torch.profiler.schedule(**PYTORCH_SCHEDULE, repeat=1),
-        on_trace_ready=torch.profiler.tensorboard_trace_handler(str(trace_dir)),
-        sort_by_key="cpu_time_total" if not torch.cuda.is_available() else "cuda_time_total",
-        row_limit=20,
-        export_to_chrome=False,
-    )
 
 
 @dataclass
