@@ -1,12 +1,15 @@
-"""This process's resident memory: now, and its peak within a block."""
+"""This process's memory: resident now, its peak within a block, and the heap in use."""
 
 from __future__ import annotations
 
+import ctypes
 import resource
 import threading
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-__all__ = ["PeakResidentMemory", "resident_mb"]
+__all__ = ["PeakResidentMemory", "heap_in_use_mb", "resident_mb"]
 
 
 class PeakResidentMemory:
@@ -45,3 +48,31 @@ def resident_mb() -> float:
     except (OSError, IndexError, ValueError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
     return pages * resource.getpagesize() / 2**20
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+
+@cache
+def _mallinfo2() -> Any:
+    try:
+        function = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
+        return None
+    function.restype = _MallInfo2
+    return function
+
+
+def heap_in_use_mb() -> float | None:
+    """Bytes the C heap has handed out and not taken back, in MiB (glibc's ``mallinfo2``; ``None`` elsewhere).
+
+    Unlike the resident size, this grows when memory is kept even if freed memory was there to reuse, and
+    falls when it is freed: what a leak check needs. PyTorch's CPU tensors are allocated there.
+    """
+    info = _mallinfo2()
+    if info is None:
+        return None
+    counts = info()
+    return (counts.uordblks + counts.hblkhd) / 2**20

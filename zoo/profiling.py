@@ -6,8 +6,10 @@ step of the last ``steps`` into phases: waiting for data (the loader and the tra
 (the task's ``training_step``: forward, loss, metrics, logging), backward, optimizer (its step and
 ``zero_grad``), callbacks and hooks, and the rest of Lightning's loop (measured wall time minus the phases).
 On a GPU it also counts host-device synchronisations per step (``torch.cuda.set_sync_debug_mode``); peak
-resident memory (and GPU memory) are reported on every device. ``--leak_check`` records resident memory
-after every step and fits a line through it: a leak shows as a slope that does not fall to zero.
+resident memory (and GPU memory) are reported on every device. ``--leak_check`` records the heap in use (glibc's
+``mallinfo2``; resident memory where it is missing) after every step and fits a line through it: a leak shows
+as a slope that does not fall to zero. Resident memory alone would hide a leak in a process that has freed
+memory to reuse.
 
 ``zoo fit --profile simple|advanced|pytorch`` uses :mod:`zoo.profilers`.
 """
@@ -29,7 +31,7 @@ from lightning.pytorch.profilers import SimpleProfiler
 from typing_extensions import override
 
 from zoo.errors import ConfigError
-from zoo.memory import resident_mb
+from zoo.memory import heap_in_use_mb, resident_mb
 
 __all__ = ["StepProfile", "format_profile", "profile_recipe", "run_profile_command"]
 
@@ -54,8 +56,9 @@ class StepProfile:
         syncs_per_step: Host-device synchronisations per step (``None`` on a CPU).
         peak_resident_mb: Peak resident memory of the process.
         peak_gpu_mb: Peak GPU memory allocated (``None`` on a CPU).
-        resident_mb: Resident memory after each measured step (``--leak_check``).
-        leak_mb_per_step: Slope of a line fitted through ``resident_mb`` (``--leak_check``).
+        memory_mb: Memory after each measured step (``--leak_check``): the heap in use, else resident memory.
+        memory_kind: ``"heap in use"`` or ``"resident"``: what ``memory_mb`` measures.
+        leak_mb_per_step: Slope of a line fitted through ``memory_mb`` (``--leak_check``).
         advice: What to change, when something dominates.
     """
 
@@ -68,7 +71,8 @@ class StepProfile:
     syncs_per_step: float | None
     peak_resident_mb: float
     peak_gpu_mb: float | None
-    resident_mb: list[float] = field(default_factory=list)
+    memory_mb: list[float] = field(default_factory=list)
+    memory_kind: str | None = None
     leak_mb_per_step: float | None = None
     advice: list[str] = field(default_factory=list)
 
@@ -80,6 +84,7 @@ class _StepClock(L.Callback):
         self.warmup, self.leak_check = warmup, leak_check
         self.ends: list[float] = []
         self.resident: list[float] = []
+        self.memory_kind: str | None = None
         self.syncs = 0
         self._catcher: Any = None
         self.batch_size = 0
@@ -94,7 +99,9 @@ class _StepClock(L.Callback):
             torch.cuda.synchronize(pl_module.device)
         self.ends.append(time.perf_counter())
         if self.leak_check:
-            self.resident.append(resident_mb())
+            heap = heap_in_use_mb()
+            self.memory_kind = "resident" if heap is None else "heap in use"
+            self.resident.append(resident_mb() if heap is None else heap)
         if trainer.global_step == self.warmup:
             self.batch_size = int(getattr(pl_module, "count_samples", _first_dim)(batch))
             if pl_module.device.type == "cuda":
@@ -165,7 +172,8 @@ def profile_recipe(args: list[str], steps: int = 20, warmup: int = 5, leak_check
         peak_gpu_mb=round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
     )
     if leak_check:
-        profile.resident_mb = [round(v, 2) for v in clock.resident[1:]]
+        profile.memory_mb = [round(v, 2) for v in clock.resident[1:]]
+        profile.memory_kind = clock.memory_kind
         profile.leak_mb_per_step = round(float(np.polyfit(np.arange(measured), clock.resident[1:], 1)[0]), 4)
     profile.advice = _advice(profile, cli.datamodule)
     return profile
@@ -225,8 +233,8 @@ def _advice(profile: StepProfile, data: Any) -> list[str]:
         )
     if profile.leak_mb_per_step is not None and profile.leak_mb_per_step * profile.steps > 8:
         advice.append(
-            f"resident memory grows by {profile.leak_mb_per_step:.3f} MB per step: something keeps a reference each "
-            "step (a tensor logged without .detach(), a list of outputs, a growing cache)"
+            f"memory ({profile.memory_kind}) grows by {profile.leak_mb_per_step:.3f} MB per step: something keeps a "
+            "reference each step (a tensor logged without .detach(), a list of outputs, a growing cache)"
         )
     return advice
 
@@ -247,10 +255,10 @@ def format_profile(profile: StepProfile) -> str:
         memory += f", {profile.peak_gpu_mb:.0f} MB GPU"
     lines.append(memory)
     if profile.leak_mb_per_step is not None:
-        first, last = profile.resident_mb[0], profile.resident_mb[-1]
+        first, last = profile.memory_mb[0], profile.memory_mb[-1]
         lines.append(
             f"  leak check             {profile.leak_mb_per_step:+.4f} MB/step fitted over {profile.steps} steps "
-            f"({first:.1f} -> {last:.1f} MB resident)"
+            f"({first:.1f} -> {last:.1f} MB {profile.memory_kind})"
         )
     lines += [f"  advice: {line}" for line in profile.advice]
     return "\n".join(lines)
@@ -265,7 +273,9 @@ def run_profile_command(argv: list[str]) -> None:
     )
     parser.add_argument("--steps", type=int, default=20, help="steps measured (default 20; 200 for --leak_check)")
     parser.add_argument("--warmup", type=int, default=5, help="steps before measuring")
-    parser.add_argument("--leak_check", action="store_true", help="record resident memory per step and fit a slope")
+    parser.add_argument(
+        "--leak_check", action="store_true", help="record memory (heap in use) per step and fit a slope"
+    )
     parser.add_argument("--json", action="store_true", help="print the profile as JSON")
     args, fit_args = parser.parse_known_args(argv)
     if "--config" not in fit_args and not any(a.startswith("--config=") for a in fit_args):
