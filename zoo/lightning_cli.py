@@ -184,6 +184,7 @@ class ZooLightningCLI(LightningCLI):
             experiment=config.get("tracking_experiment"),
             log_checkpoints=bool(config.get("tracking_checkpoints")),
             system_metrics=bool(config.get("tracking_system_metrics")),
+            parent_run=config.get("tracking_parent_run"),
         )
 
     def _resolve_ckpt_path(self, subcommand: str, config: Any, place: RunPlace | None) -> Path | None:
@@ -332,6 +333,7 @@ class ZooLightningCLI(LightningCLI):
             run_dir=str(run_folder) if run_folder is not None else None,
             log_module_hparams=False,
             artifact_location=plan.artifact_location,
+            tags={"mlflow.parentRunId": plan.parent_run} if plan.parent_run else None,
         )
         if logger in (False, None):
             trainer_config["logger"] = [mlflow]
@@ -502,6 +504,10 @@ def add_tracking_arguments(parser: LightningArgumentParser) -> None:
     parser.add_argument(
         "--tracking_checkpoints", type=bool, default=False,
         help="Upload the best checkpoint to the tracker at the end of fit (its path is always logged).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracking_parent_run", type=str | None, default=None,
+        help="Nest the MLflow run under this MLflow run id (zoo tune groups its trials so).",
     )  # fmt: skip
     parser.add_argument(
         "--tracking_system_metrics", type=bool, default=False,

@@ -170,3 +170,26 @@ def test_parallel_trials_share_the_study(repo: Path, tmp_path: Path, monkeypatch
     assert (tmp_path / "runs/sweeps/q/best.yaml").is_file()
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
     assert any(later[0] < earlier[1] for earlier, later in pairwise(spans))  # at the same time
+
+
+def test_a_tracked_sweep_nests_its_trials_under_one_mlflow_run(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from mlflow import MlflowClient
+
+    spec = read_sweep(_sweep(tmp_path, repo, SPACE))
+    result = run_sweep(spec, 2, "t", [*FEW_STEPS, "--tracking", "mlflow"], pruner="none")
+    client = MlflowClient(f"sqlite:///{(result.folder / 'trials' / 'mlflow.db').resolve()}")
+    experiment = client.get_experiment_by_name("quickstart")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.info.run_name == "sweep t"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 2 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.metrics["best/val/acc1"] == pytest.approx(result.best_value)
+    assert {f.path for f in client.list_artifacts(parents[0].info.run_id)} >= {
+        "best.yaml",
+        "summary.json",
+        "sweep.json",
+    }

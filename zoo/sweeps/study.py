@@ -73,13 +73,29 @@ def as_override(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def check_space(spec: SweepSpec, overrides: list[str]) -> tuple[str, str, int]:
+@dataclass(frozen=True)
+class SweepCheck:
+    """What :func:`check_space` learned from the recipe.
+
+    Attributes:
+        metric: The metric trials are ranked by.
+        direction: ``"maximize"`` or ``"minimize"``.
+        max_epochs: The trials' epoch budget (-1 when steps bound them).
+        config: The recipe's resolved config (with the sweep's overrides), as plain data.
+    """
+
+    metric: str
+    direction: str
+    max_epochs: int
+    config: dict[str, Any]
+
+
+def check_space(spec: SweepSpec, overrides: list[str]) -> SweepCheck:
     """Check, before any trial, that the recipe accepts every key and a trial's config builds; find the metric.
 
     Returns:
-        ``(metric, direction, max_epochs)``: the spec's metric and direction, or the task's default monitor and
-        its direction; and the trials' epoch budget (-1 when steps bound them), which the pruner waits a tenth
-        of before it judges a trial.
+        The metric and direction (the spec's, or the task's default monitor and its direction), the trials'
+        epoch budget (the pruner waits a tenth of it before it judges a trial), and the resolved config.
 
     Raises:
         ConfigError: Naming a key the recipe does not accept and the closest keys it does, a trial
@@ -118,7 +134,7 @@ def check_space(spec: SweepSpec, overrides: list[str]) -> tuple[str, str, int]:
         else:
             raise ConfigError(f"{spec.path}: say whether {metric} is to be maximized or minimized (direction: ...)")
     max_epochs = base.trainer.max_epochs
-    return metric, direction, int(max_epochs if max_epochs is not None else -1)
+    return SweepCheck(metric, direction, int(max_epochs if max_epochs is not None else -1), config)
 
 
 def _free_form(config: dict[str, Any], key: str) -> bool:
@@ -168,20 +184,75 @@ def run_sweep(
     :func:`run_worker`), sharing the study; this process only starts them, waits and writes the results.
     """
     overrides = list(overrides or [])
-    metric, direction, max_epochs = check_space(spec, overrides)
+    check = check_space(spec, overrides)
+    metric, direction = check.metric, check.direction
     folder = sweep_folder(name, root)
     folder.mkdir(parents=True, exist_ok=True)
-    warmup = max(1, max_epochs // 10)
+    warmup = max(1, check.max_epochs // 10)
     study = _study(name, folder, seed, pruner, direction, sampler, warmup)
     _check_same_sweep(study, spec, metric, direction)
     study.set_user_attr("pruner_warmup_epochs", warmup)
+    parent = _ParentRun.open(study, check, folder, name) if check.config.get("tracking") == "mlflow" else None
+    if parent is not None:
+        overrides = [*overrides, "--tracking_parent_run", parent.run_id]
     if parallel > 1:
         target = len(study.get_trials(deepcopy=False)) + trials
         _run_workers(spec, name, overrides, Path(root), seed, pruner, timeout, parallel, target, sampler)
-        return write_results(_study(name, folder, seed, pruner, direction, sampler, warmup), folder)
-    objective = _Objective(spec, metric, folder, overrides)
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,), gc_after_trial=True)
-    return write_results(study, folder)
+        study = _study(name, folder, seed, pruner, direction, sampler, warmup)
+    else:
+        objective = _Objective(spec, metric, folder, overrides)
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,), gc_after_trial=True)
+    result = write_results(study, folder)
+    if parent is not None:
+        parent.close(result, metric)
+    return result
+
+
+class _ParentRun:
+    """The MLflow run a tracked sweep's trials are nested under: its settings, then its best result and files."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+
+    @classmethod
+    def open(cls, study: Any, check: SweepCheck, folder: Path, name: str) -> _ParentRun:
+        """The sweep's parent run in the store and experiment its trials log to (created once per study)."""
+        from mlflow import MlflowClient
+
+        from zoo.run_folders import run_name
+        from zoo.tracking import plan_tracking
+
+        config = check.config
+        plan = plan_tracking("mlflow", config.get("tracking_uri"), folder / "trials")
+        assert plan is not None
+        experiment_name = config.get("tracking_experiment") or run_name(config)
+        client = MlflowClient(plan.uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else client.create_experiment(experiment_name, artifact_location=plan.artifact_location)
+        )
+        run_id = study.user_attrs.get("mlflow_parent_run")
+        if run_id is None:
+            run = client.create_run(experiment_id, run_name=f"sweep {name}", tags={"zoo.sweep_folder": str(folder)})
+            run_id = run.info.run_id
+            study.set_user_attr("mlflow_parent_run", run_id)
+            client.log_text(run_id, json.dumps(study.user_attrs, indent=2, default=str), "sweep.json")
+        else:
+            client.update_run(run_id, status="RUNNING")
+        return cls(client, run_id)
+
+    def close(self, result: SweepResult, metric: str) -> None:
+        """Log the best value, its parameters and the sweep's files, and mark the run finished."""
+        if result.best_value is not None:
+            self.client.log_metric(self.run_id, f"best/{metric}", result.best_value)
+            for key, value in result.best_params.items():
+                self.client.set_tag(self.run_id, f"best.{key}", str(value))
+        for file in ("best.yaml", "summary.json", "history.png", "importances.png", "parallel.png"):
+            if (result.folder / file).is_file():
+                self.client.log_artifact(self.run_id, str(result.folder / file))
+        self.client.set_terminated(self.run_id, "FINISHED")
 
 
 def run_worker(

@@ -37,6 +37,7 @@ class TrackingPlan:
         run_id: The MLflow run that a resumed run continues; ``None`` starts a new one.
         log_checkpoints: Also upload the best checkpoint as an artifact at the end of ``fit``.
         system_metrics: Log CPU, memory (and GPU) utilisation as MLflow system metrics.
+        parent_run: The MLflow run this run is nested under (a sweep's), if any.
         artifact_location: Where a new experiment keeps its runs' files: beside an SQLite store (``mlartifacts``
             next to the database, not ``./mlruns`` of whatever folder the run started in); a server decides its
             own (``None``).
@@ -48,6 +49,7 @@ class TrackingPlan:
     log_checkpoints: bool = False
     system_metrics: bool = False
     artifact_location: str | None = None
+    parent_run: str | None = None
 
 
 def default_tracking_uri(root: str | os.PathLike[str]) -> str:
@@ -63,6 +65,7 @@ def plan_tracking(
     experiment: str | None = None,
     log_checkpoints: bool = False,
     system_metrics: bool = False,
+    parent_run: str | None = None,
 ) -> TrackingPlan | None:
     """Check the tracking settings of a run and decide its store and MLflow run.
 
@@ -74,6 +77,7 @@ def plan_tracking(
         experiment: ``--tracking_experiment`` (``None``: the run's name, filled in later).
         log_checkpoints: ``--tracking_checkpoints``.
         system_metrics: ``--tracking_system_metrics``.
+        parent_run: ``--tracking_parent_run``.
 
     Returns:
         The plan, or ``None`` when the run is not tracked.
@@ -99,7 +103,7 @@ def plan_tracking(
     artifacts = None
     if uri.startswith("sqlite:///"):
         artifacts = str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")
-    return TrackingPlan(uri, experiment, run_id, log_checkpoints, system_metrics, artifacts)
+    return TrackingPlan(uri, experiment, run_id, log_checkpoints, system_metrics, artifacts, parent_run)
 
 
 def read_tracking_file(run_folder: Path) -> dict[str, str] | None:
