@@ -193,3 +193,29 @@ def test_a_tracked_sweep_nests_its_trials_under_one_mlflow_run(
         "summary.json",
         "sweep.json",
     }
+
+
+def test_a_multi_objective_sweep_finds_a_pareto_front(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Accuracy against parameter count (NSGA-II): two backbones of different sizes."""
+    monkeypatch.chdir(tmp_path)
+    space = {"model.init_args.backbone": {"choice": ["speedrun_net_tiny", "speedrun_net"]},
+             "model.init_args.optimizer.init_args.lr": {"loguniform": [0.01, 0.5]}}  # fmt: skip
+    sweep = _sweep(tmp_path, repo, space, metric=["val/acc1", "params"])
+    main(["tune", "--sweep", str(sweep), "--trials", "4", "--", *FEW_STEPS])
+    folder = tmp_path / "runs" / "sweeps" / "q"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["direction"] == ["maximize", "minimize"] and summary["metric"] == ["val/acc1", "params"]
+    front = summary["pareto"]
+    assert front and all(len(t["values"]) == 2 for t in front)
+    for trial in front:  # nobody on the front is beaten on both objectives by another complete trial
+        assert not any(
+            other["values"][0] >= trial["values"][0] and other["values"][1] <= trial["values"][1]
+            and other["values"] != trial["values"]
+            for other in summary["trials"] if other["state"] == "complete"
+        )  # fmt: skip
+    assert (folder / "pareto.png").read_bytes()[:4] == b"\x89PNG" and not (folder / "best.yaml").exists()
+    assert "Pareto front of val/acc1, params (maximize/minimize)" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="after the first metric come objectives to minimise: params"):
+        read_sweep(_sweep(tmp_path, repo, space, metric=["val/acc1", "latency"]))

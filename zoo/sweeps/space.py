@@ -3,7 +3,8 @@
 .. code-block:: yaml
 
     recipe: recipes/cora/gcn.yaml          # relative to the sweep file's folder, else the working directory
-    metric: val/acc1                       # default: the task's own monitor, with its direction
+    metric: val/acc1                       # default: the task's own monitor, with its direction;
+                                           # [val/acc1, params]: also as few parameters as possible (NSGA-II)
     space:
       model.init_args.optimizer.init_args.lr: {loguniform: [1.0e-3, 1.0e-1]}
       model.init_args.backbone_kwargs.dropout: {uniform: [0.0, 0.8]}
@@ -30,9 +31,10 @@ import yaml
 
 from zoo.errors import ConfigError, MissingFileError
 
-__all__ = ["Param", "SweepSpec", "read_sweep"]
+__all__ = ["OBJECTIVES", "Param", "SweepSpec", "read_sweep"]
 
 _KINDS = ("uniform", "loguniform", "int", "choice")
+OBJECTIVES = ("params",)  # what a multi-objective sweep can minimise beside the metric
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class SweepSpec:
         path: The sweep file.
         recipe: The recipe searched.
         metric: The metric the trials are ranked by (``None``: the task's default monitor).
+        objectives: Further objectives, minimized, for a multi-objective sweep: ``params`` (trainable
+            parameters of the trial's model).
         direction: ``"maximize"`` or ``"minimize"`` (``None``: the task's, with its default monitor).
         params: The searched and fixed keys, in file order.
     """
@@ -84,6 +88,7 @@ class SweepSpec:
     metric: str | None
     direction: str | None
     params: tuple[Param, ...]
+    objectives: tuple[str, ...] = ()
 
     def sample(self, trial: Any) -> dict[str, Any]:
         """The overrides of one trial: each key whose condition holds, drawn in file order."""
@@ -142,10 +147,20 @@ def read_sweep(path: str | Path) -> SweepSpec:
     direction = raw.get("direction")
     if direction not in (None, "maximize", "minimize"):
         raise ConfigError(f"{path}: direction must be maximize or minimize, got {direction!r}")
-    metric = raw.get("metric")
+    metric, objectives = raw.get("metric"), ()
+    if isinstance(metric, list) and metric and all(isinstance(m, str) for m in metric):
+        metric, objectives = metric[0], tuple(metric[1:])
+        unknown_objectives = [o for o in objectives if o not in OBJECTIVES]
+        if unknown_objectives:
+            raise ConfigError(
+                f"{path}: metric {unknown_objectives}: after the first metric come objectives to minimise: "
+                f"{', '.join(OBJECTIVES)}"
+            )
     if metric is not None and not isinstance(metric, str):
-        raise ConfigError(f"{path}: metric must be one metric name (e.g. val/acc1), got {metric!r}")
-    return SweepSpec(path, recipe, metric, direction, params)
+        raise ConfigError(
+            f"{path}: metric must be a metric name (val/acc1) or a list ([val/acc1, params]), got {metric!r}"
+        )
+    return SweepSpec(path, recipe, metric, direction, params, objectives)
 
 
 def _find_recipe(sweep: Path, recipe: str) -> Path:

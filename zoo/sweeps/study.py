@@ -189,7 +189,8 @@ def run_sweep(
     folder = sweep_folder(name, root)
     folder.mkdir(parents=True, exist_ok=True)
     warmup = max(1, check.max_epochs // 10)
-    study = _study(name, folder, seed, pruner, direction, sampler, warmup)
+    directions: str | list[str] = [direction, *("minimize" for _ in spec.objectives)] if spec.objectives else direction
+    study = _study(name, folder, seed, pruner, directions, sampler, warmup)
     _check_same_sweep(study, spec, metric, direction)
     study.set_user_attr("pruner_warmup_epochs", warmup)
     parent = _ParentRun.open(study, check, folder, name) if check.config.get("tracking") == "mlflow" else None
@@ -198,7 +199,7 @@ def run_sweep(
     if parallel > 1:
         target = len(study.get_trials(deepcopy=False)) + trials
         _run_workers(spec, name, overrides, Path(root), seed, pruner, timeout, parallel, target, sampler)
-        study = _study(name, folder, seed, pruner, direction, sampler, warmup)
+        study = _study(name, folder, seed, pruner, directions, sampler, warmup)
     else:
         objective = _Objective(spec, metric, folder, overrides)
         study.optimize(objective, n_trials=trials, timeout=timeout, catch=(Exception,), gc_after_trial=True)
@@ -249,7 +250,7 @@ class _ParentRun:
             self.client.log_metric(self.run_id, f"best/{metric}", result.best_value)
             for key, value in result.best_params.items():
                 self.client.set_tag(self.run_id, f"best.{key}", str(value))
-        for file in ("best.yaml", "summary.json", "history.png", "importances.png", "parallel.png"):
+        for file in ("best.yaml", "summary.json", "history.png", "importances.png", "parallel.png", "pareto.png"):
             if (result.folder / file).is_file():
                 self.client.log_artifact(self.run_id, str(result.folder / file))
         self.client.set_terminated(self.run_id, "FINISHED")
@@ -324,9 +325,19 @@ def _run_workers(
 
 
 def _study(
-    name: str, folder: Path, seed: int, pruner: str, direction: str | None, sampler: str = "tpe", warmup: int = 1
+    name: str,
+    folder: Path,
+    seed: int,
+    pruner: str,
+    direction: str | list[str] | None,
+    sampler: str = "tpe",
+    warmup: int = 1,
 ) -> Any:
-    """The sweep's study in ``folder/study.db``, created when missing, with heartbeats that retry killed trials."""
+    """The sweep's study in ``folder/study.db``, created when missing, with heartbeats that retry killed trials.
+
+    Several directions make a multi-objective study: NSGA-II instead of TPE, and no pruning (Optuna prunes
+    single-objective trials only).
+    """
     optuna = _require_optuna()
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -336,6 +347,12 @@ def _study(
         grace_period=_GRACE_S,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=_MAX_RETRY),
     )
+    if isinstance(direction, list):
+        chosen = optuna.samplers.NSGAIISampler(seed=seed) if sampler == "tpe" else _sampler(optuna, sampler, seed)
+        return optuna.create_study(
+            study_name=name, storage=storage, sampler=chosen, pruner=optuna.pruners.NopPruner(),
+            directions=direction, load_if_exists=True,
+        )  # fmt: skip
     return optuna.create_study(
         study_name=name,
         storage=storage,
@@ -348,7 +365,8 @@ def _study(
 
 def _check_same_sweep(study: Any, spec: SweepSpec, metric: str, direction: str) -> None:
     recorded = study.user_attrs
-    mine = {"recipe": str(spec.recipe), "metric": metric, "space": sorted(p.key for p in spec.params)}
+    metrics = [metric, *spec.objectives] if spec.objectives else metric
+    mine = {"recipe": str(spec.recipe), "metric": metrics, "space": sorted(p.key for p in spec.params)}
     if not recorded:
         for key, value in mine.items():
             study.set_user_attr(key, value)
@@ -390,7 +408,7 @@ class _Objective:
     def __init__(self, spec: SweepSpec, metric: str, folder: Path, overrides: list[str]) -> None:
         self.spec, self.metric, self.folder, self.overrides = spec, metric, folder, overrides
 
-    def __call__(self, trial: Any) -> float:
+    def __call__(self, trial: Any) -> float | tuple[float, ...]:
         from optuna_integration import PyTorchLightningPruningCallback
 
         values = self.spec.sample(trial)
@@ -406,7 +424,8 @@ class _Objective:
         try:
             cli = _fit_cli(args)
             trial.set_user_attr("run_folder", str(cli.trainer.log_dir))
-            cli.trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
+            if not self.spec.objectives:  # Optuna prunes single-objective trials only
+                cli.trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         except Exception as err:
             if type(err).__name__ != "TrialPruned":
@@ -414,7 +433,11 @@ class _Objective:
             raise
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
-        return self._score(cli, trial)
+        score = self._score(cli, trial)
+        if not self.spec.objectives:
+            return score
+        trainable = sum(p.numel() for p in cli.model.parameters() if p.requires_grad)
+        return (score, *(float(trainable) for _ in self.spec.objectives))
 
     def _score(self, cli: Any, trial: Any) -> float:
         """The metric at the epoch the run keeps (its best checkpoint), else at its end."""
@@ -447,24 +470,27 @@ def write_results(study: Any, folder: Path) -> SweepResult:
 
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
-    best = None
-    if complete:
-        best = study.best_trial
+    multi = len(study.directions) > 1
+    complete = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.values and all(math.isfinite(v) for v in t.values)
+    ]
+    best = study.best_trial if complete and not multi else None
     best_config = _write_best_config(best, folder) if best is not None else None
+    directions = [d.name.lower() for d in study.directions]
     summary = {
         "study": study.study_name,
-        "direction": study.direction.name.lower(),
+        "direction": directions if multi else directions[0],
         "metric": study.user_attrs.get("metric"),
         "recipe": study.user_attrs.get("recipe"),
         "counts": {k: v for k, v in counts.items() if v},
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
                                             "run_folder": best.user_attrs.get("run_folder")},
+        "pareto": [_trial_row(t) for t in study.best_trials] if multi and complete else None,
         "trials": [_trial_row(t) for t in trials],
     }  # fmt: skip
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if len(complete) >= 2:
-        _plots(study, folder)
+        _pareto_plot(study, folder) if multi else _plots(study, folder)
     return SweepResult(
         folder,
         summary["counts"],
@@ -484,6 +510,8 @@ def show_sweep(name: str, root: str | Path = "runs/sweeps", top: int = 10) -> st
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{(folder / 'study.db').resolve()}")
     write_results(study, folder)
     summary = json.loads((folder / "summary.json").read_text())
+    if isinstance(summary["direction"], list):
+        return _show_pareto(name, summary)
     reverse = summary["direction"] == "maximize"
     done = [t for t in summary["trials"] if t["state"] == "complete" and t["value"] is not None]
     done.sort(key=lambda t: t["value"], reverse=reverse)
@@ -494,12 +522,50 @@ def show_sweep(name: str, root: str | Path = "runs/sweeps", top: int = 10) -> st
     header = ["trial", summary["metric"] or "value", *short, "seconds"]
     rows = [[str(t["number"]), f"{t['value']:.4f}", *(_cell(t["params"].get(k)) for k in keys), str(t["seconds"])]
             for t in done[:top]]  # fmt: skip
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    for row in (header, *rows):
-        lines.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    lines += _table(header, rows)
     failed = [t for t in summary["trials"] if t["state"] == "fail" and t["error"]]
     lines += [f"  trial {t['number']} failed: {t['error'][:200]}" for t in failed[-3:]]
     return "\n".join(lines)
+
+
+def _show_pareto(name: str, summary: dict[str, Any]) -> str:
+    """A multi-objective sweep's Pareto front: the trials no other trial beats on every objective."""
+    metrics = summary["metric"]
+    front = sorted(summary["pareto"] or [], key=lambda t: t["values"][0], reverse=summary["direction"][0] == "maximize")
+    keys = sorted({key for t in front for key in t["params"]})
+    header = ["trial", *metrics, *(key.rsplit(".", 1)[-1] for key in keys)]
+    rows = [[str(t["number"]), *(_cell(v) for v in t["values"]), *(_cell(t["params"].get(k)) for k in keys)]
+            for t in front]  # fmt: skip
+    counts = ", ".join(f"{count} {state}" for state, count in summary["counts"].items())
+    directions = "/".join(summary["direction"])
+    lines = [f"sweep {name}: {summary['recipe']}, Pareto front of {', '.join(metrics)} ({directions}); {counts}"]
+    lines += _table(header, rows)
+    return "\n".join(lines)
+
+
+def _pareto_plot(study: Any, folder: Path) -> None:
+    """The Pareto front as a PNG (Optuna's matplotlib plot), objectives named after the sweep's metrics."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        axes = plots.plot_pareto_front(study, target_names=list(study.user_attrs.get("metric") or []) or None)
+    axes.figure.savefig(folder / "pareto.png", dpi=110, bbox_inches="tight")
+    plt.close(axes.figure)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns, two spaces apart, indented by two."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    return [
+        "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)
+    ]
 
 
 def _cell(value: Any) -> str:
@@ -511,10 +577,12 @@ def _cell(value: Any) -> str:
 def _trial_row(trial: Any) -> dict[str, Any]:
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    values = trial.values
     return {
         "number": trial.number,
         "state": trial.state.name.lower(),
-        "value": trial.value,
+        "value": values[0] if values and len(values) == 1 else None,
+        "values": values,
         "params": trial.params,
         "seconds": trial.user_attrs.get("seconds"),
         "epochs_validated": len(trial.intermediate_values),
