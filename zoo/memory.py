@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PeakResidentMemory", "heap_in_use_mb", "resident_mb"]
+__all__ = ["PeakResidentMemory", "heap_in_use_mb", "peak_resident_mb", "resident_mb"]
 
 
 class PeakResidentMemory:
@@ -46,8 +46,13 @@ def resident_mb() -> float:
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
     except (OSError, IndexError, ValueError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+        return peak_resident_mb()
     return pages * resource.getpagesize() / 2**20
+
+
+def peak_resident_mb() -> float:
+    """The kernel's peak resident memory of this process since it started, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 class _MallInfo2(ctypes.Structure):

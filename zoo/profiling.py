@@ -31,7 +31,7 @@ from lightning.pytorch.profilers import SimpleProfiler
 from typing_extensions import override
 
 from zoo.errors import ConfigError
-from zoo.memory import heap_in_use_mb, resident_mb
+from zoo.memory import heap_in_use_mb, peak_resident_mb, resident_mb
 
 __all__ = ["StepProfile", "format_profile", "profile_recipe", "run_profile_command"]
 
@@ -168,7 +168,7 @@ def profile_recipe(args: list[str], steps: int = 20, warmup: int = 5, leak_check
         step_ms=round(step_ms, 3),
         phases_ms=phases,
         syncs_per_step=round(clock.syncs / measured, 2) if device.type == "cuda" else None,
-        peak_resident_mb=round(_peak_resident_mb(), 1),
+        peak_resident_mb=round(peak_resident_mb(), 1),
         peak_gpu_mb=round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
     )
     if leak_check:
@@ -208,12 +208,6 @@ def _phases(durations: dict[str, list[float]], steps: int, step_ms: float) -> di
     phases["callbacks and hooks"] = hooks
     phases["Lightning loop"] = max(0.0, step_ms - sum(phases.values()))
     return {name: round(value, 3) for name, value in phases.items()}
-
-
-def _peak_resident_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 def _advice(profile: StepProfile, data: Any) -> list[str]:
