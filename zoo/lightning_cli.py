@@ -83,6 +83,7 @@ class ZooLightningCLI(LightningCLI):
         self, args: list[str] | None = None, run: bool = True, sigterm_handler: _SigtermOutsideTraining | None = None
     ) -> None:
         self._started = time.perf_counter()
+        self._without_subcommand = not run
         self._run_folder: Path | None = None
         self._place: RunPlace | None = None
         self._tracking: TrackingPlan | None = None
@@ -121,6 +122,12 @@ class ZooLightningCLI(LightningCLI):
             ),
         )
         add_tracking_arguments(parser)
+        if self._without_subcommand:  # `fit` declares it; library code without subcommands passes it to fit()
+            parser.add_argument(
+                "--ckpt_path", type=str | None, default=None,
+                help="A checkpoint to continue from (last, best or a path); the run continues in its folder and "
+                "the caller passes cli.config.ckpt_path to trainer.fit.",
+            )  # fmt: skip
         parser.add_argument(
             "--profile", type=str | None, default=None,
             help="Profile the run with Lightning's simple, advanced or pytorch profiler; the report (and the "
