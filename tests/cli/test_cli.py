@@ -15,7 +15,19 @@ from zoo.cli import main
 from zoo.data import CIFAR10DataModule
 from zoo.lightning_cli import ZooLightningCLI
 
-HEAVY = ("torch", "lightning", "timm", "transformers", "diffusers", "torch_geometric", "onnxruntime", "tensorboard")
+HEAVY = (
+    "torch",
+    "lightning",
+    "timm",
+    "transformers",
+    "diffusers",
+    "torch_geometric",
+    "onnxruntime",
+    "tensorboard",
+    "mlflow",
+    "optuna",
+    "ray",
+)
 
 
 @pytest.fixture

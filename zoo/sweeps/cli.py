@@ -1,12 +1,16 @@
-"""``zoo tune``: run a sweep file's trials with Optuna, or show a sweep's results."""
+"""``zoo tune``: run a sweep file's trials with Optuna or on Ray Tune, or show a sweep's results."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoo.sweeps.space import read_sweep
+
+if TYPE_CHECKING:
+    from zoo.sweeps.study import SweepResult
 
 __all__ = ["run_tune_command"]
 
@@ -35,6 +39,23 @@ def run_tune_command(argv: list[str]) -> None:
         "--parallel", type=int, default=1,
         help="run trials in N processes at once, each on its share of the cores (or one GPU each)",
     )  # fmt: skip
+    ray = parser.add_argument_group("Ray Tune (--backend ray; pip install 'lightning-zoo[ray]')")
+    ray.add_argument(
+        "--backend", default="optuna", choices=("optuna", "ray"), help="run the trials with (default: optuna)"
+    )
+    ray.add_argument(
+        "--address", default=None, help="join a Ray cluster (auto, ray://host:10001); default: start a local one"
+    )
+    ray.add_argument(
+        "--scheduler",
+        default="asha",
+        choices=("asha", "pbt", "fifo"),
+        help="ASHA, population-based training, or none (fifo)",
+    )
+    ray.add_argument("--cpus_per_trial", type=float, default=1.0, help="CPUs each trial reserves (fractions allowed)")
+    ray.add_argument("--gpus_per_trial", type=float, default=0.0, help="GPUs each trial reserves (fractions allowed)")
+    ray.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    ray.add_argument("--perturbation_interval", type=int, default=None, help="PBT: epochs between perturbations")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by --parallel
     parser.add_argument("--target", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -51,6 +72,18 @@ def run_tune_command(argv: list[str]) -> None:
         parser.error(f"--parallel must be at least 1, got {args.parallel}")
     spec = read_sweep(args.sweep)
     name = args.name or spec.path.name.removesuffix(".yaml").removesuffix(".sweep")
+    if args.backend == "ray":
+        if args.parallel > 1:
+            parser.error("--parallel is for the optuna backend; Ray runs as many trials at once as resources allow")
+        from zoo.sweeps.on_ray import RayOptions, run_ray_sweep
+
+        options = RayOptions(
+            args.address, args.scheduler, args.cpus_per_trial, args.gpus_per_trial, args.num_cpus,
+            args.perturbation_interval,
+        )  # fmt: skip
+        result = run_ray_sweep(spec, args.trials, name, overrides, args.root, args.seed, options, args.timeout)
+        _print_result(name, args.root, result)
+        return
     if args.worker is not None:
         run_worker(spec, name, overrides, args.root, args.seed, args.pruner, args.timeout, args.worker,
                    args.parallel, args.target, args.sampler)  # fmt: skip
@@ -67,7 +100,13 @@ def run_tune_command(argv: list[str]) -> None:
         args.parallel,
         args.sampler,
     )
-    print(show_sweep(name, args.root))
+    _print_result(name, args.root, result)
+
+
+def _print_result(name: str, root: Path, result: SweepResult) -> None:
+    from zoo.sweeps.study import show_sweep
+
+    print(show_sweep(name, root))
     if result.best_config is not None:
         print(f"best config: {result.best_config}  (zoo fit --config {result.best_config})")
     print(json.dumps({"counts": result.counts, "best_value": result.best_value}))

@@ -61,9 +61,13 @@ def _require_optuna() -> Any:
 
 
 def _fit_cli(args: list[str]) -> Any:
+    import warnings
+
     from zoo.lightning_cli import ZooLightningCLI
 
-    return ZooLightningCLI(args=args, run=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # `zoo tune`'s own argv
+        return ZooLightningCLI(args=args, run=False)
 
 
 def as_override(value: Any) -> str:
@@ -413,16 +417,9 @@ class _Objective:
 
         values = self.spec.sample(trial)
         trial.set_user_attr("overrides", _overrides(values))
-        args = [
-            "--config", str(self.spec.recipe), *_overrides(values), *self.overrides,
-            "--trainer.default_root_dir", str(self.folder / "trials"),
-            "--trainer.logger.init_args.version", f"trial_{trial.number:04d}",
-            "--test_after_fit", "false", "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false",
-        ]  # fmt: skip
         started = time.perf_counter()
         try:
-            cli = _fit_cli(args)
+            cli = _fit_cli(trial_args(self.spec, values, self.overrides, self.folder, trial.number))
             trial.set_user_attr("run_folder", str(cli.trainer.log_dir))
             if not self.spec.objectives:  # Optuna prunes single-objective trials only
                 cli.trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor=self.metric))
@@ -433,26 +430,48 @@ class _Objective:
             raise
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 2))
-        score = self._score(cli, trial)
+        score = kept_score(cli.trainer, self.metric)
+        if not math.isfinite(score):
+            trial.set_user_attr("error", f"{self.metric} is {score}")
         if not self.spec.objectives:
             return score
-        trainable = sum(p.numel() for p in cli.model.parameters() if p.requires_grad)
-        return (score, *(float(trainable) for _ in self.spec.objectives))
+        return (score, *(float(trainable_parameters(cli.model)) for _ in self.spec.objectives))
 
-    def _score(self, cli: Any, trial: Any) -> float:
-        """The metric at the epoch the run keeps (its best checkpoint), else at its end."""
-        saver = cli.trainer.checkpoint_callback
-        kept = _checkpoint_metrics(getattr(saver, "best_model_path", ""))
-        if self.metric in kept:
-            value = kept[self.metric]
-        elif self.metric in cli.trainer.callback_metrics:
-            value = float(cli.trainer.callback_metrics[self.metric])
-        else:
-            logged = sorted(cli.trainer.callback_metrics)
-            raise UsageError(f"the trials do not log {self.metric}; they log {', '.join(logged) or 'nothing'}")
-        if not math.isfinite(value):
-            trial.set_user_attr("error", f"{self.metric} is {value}")
-        return value
+
+def trial_args(spec: SweepSpec, values: dict[str, Any], overrides: list[str], folder: Path, number: int) -> list[str]:
+    """``zoo fit``'s arguments for trial ``number``: the recipe, the drawn values, the sweep's overrides, its folder.
+
+    Every backend places trial ``number`` in ``<folder>/trials/<recipe>/trial_NNNN`` and leaves the test split
+    alone (trials are selected on validation only).
+    """
+    return [
+        "--config", str(spec.recipe), *_overrides(values), *overrides,
+        "--trainer.default_root_dir", str(folder / "trials"),
+        "--trainer.logger.init_args.version", f"trial_{number:04d}",
+        "--test_after_fit", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+    ]  # fmt: skip
+
+
+def trainable_parameters(module: Any) -> int:
+    """How many parameters ``module`` trains (the ``params`` objective)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def kept_score(trainer: Any, metric: str) -> float:
+    """The metric at the epoch the run keeps (its best checkpoint), else its latest value.
+
+    Raises:
+        UsageError: When the run does not log ``metric``, naming the metrics it does log.
+    """
+    saver = trainer.checkpoint_callback
+    kept = _checkpoint_metrics(getattr(saver, "best_model_path", ""))
+    if metric in kept:
+        return float(kept[metric])
+    if metric in trainer.callback_metrics:
+        return float(trainer.callback_metrics[metric])
+    logged = sorted(trainer.callback_metrics)
+    raise UsageError(f"the trials do not log {metric}; they log {', '.join(logged) or 'nothing'}")
 
 
 def _checkpoint_metrics(path: str) -> dict[str, float]:
@@ -575,8 +594,13 @@ def _cell(value: Any) -> str:
 
 
 def _trial_row(trial: Any) -> dict[str, Any]:
+    import warnings
+
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks it experimental
+        retried_from = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
     values = trial.values
     return {
         "number": trial.number,
@@ -588,7 +612,7 @@ def _trial_row(trial: Any) -> dict[str, Any]:
         "epochs_validated": len(trial.intermediate_values),
         "error": trial.user_attrs.get("error"),
         "run_folder": trial.user_attrs.get("run_folder"),
-        "retried_from": RetryHeartbeatStaleTrialCallback.retried_trial_number(trial),
+        "retried_from": retried_from if retried_from is not None else trial.user_attrs.get("retried_from"),
     }
 
 
