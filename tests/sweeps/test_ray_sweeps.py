@@ -120,3 +120,19 @@ def test_bad_ray_sweeps_are_refused_before_ray_starts(
     monkeypatch.setitem(sys.modules, "ray.tune", None)  # as if the ray extra were not installed
     with pytest.raises(MissingExtraError, match=r"pip install 'lightning-zoo\[ray\]'"):
         run_ray_sweep(spec, 2, "c", FEW_STEPS, tmp_path, 0, RayOptions())
+
+
+@pytest.mark.slow
+def test_a_trial_trains_data_parallel_on_ray_train_workers(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = read_sweep(_sweep(tmp_path, repo, {"model.init_args.optimizer.init_args.lr": {"loguniform": [0.01, 0.5]}}))
+    options = RayOptions(scheduler="fifo", num_cpus=2, cpus_per_trial=2, workers_per_trial=2)
+    result = run_ray_sweep(spec, 1, "ddp", [*FEW_STEPS[2:], "--trainer.max_epochs", "2"], "runs/sweeps", 0, options)
+    summary = json.loads((result.folder / "summary.json").read_text())
+    assert [t["state"] for t in summary["trials"]] == ["complete"], summary["trials"]
+    run = Path(summary["trials"][0]["run_folder"])
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["trainer"]["strategy"]["class_path"] == "ray.train.lightning.RayDDPStrategy"
+    assert (run / "checkpoints" / "last.ckpt").is_file() and summary["trials"][0]["epochs_validated"] == 2

@@ -54,6 +54,10 @@ def run_tune_command(argv: list[str]) -> None:
     )
     ray.add_argument("--cpus_per_trial", type=float, default=1.0, help="CPUs each trial reserves (fractions allowed)")
     ray.add_argument("--gpus_per_trial", type=float, default=0.0, help="GPUs each trial reserves (fractions allowed)")
+    ray.add_argument(
+        "--workers_per_trial", type=int, default=1,
+        help="train each trial data-parallel on N Ray Train workers (DDP), sharing its CPUs/GPUs",
+    )  # fmt: skip
     ray.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
     ray.add_argument("--perturbation_interval", type=int, default=None, help="PBT: epochs between perturbations")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by --parallel
@@ -79,7 +83,7 @@ def run_tune_command(argv: list[str]) -> None:
 
         options = RayOptions(
             args.address, args.scheduler, args.cpus_per_trial, args.gpus_per_trial, args.num_cpus,
-            args.perturbation_interval,
+            args.perturbation_interval, args.workers_per_trial,
         )  # fmt: skip
         result = run_ray_sweep(spec, args.trials, name, overrides, args.root, args.seed, options, args.timeout)
         _print_result(name, args.root, result)

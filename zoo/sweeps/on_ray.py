@@ -44,6 +44,8 @@ class RayOptions:
         gpus_per_trial: GPUs reserved for each trial (fractions allowed: several trials can share one GPU).
         num_cpus: CPUs of the local instance (``None``: all of this machine's); ignored with ``address``.
         perturbation_interval: PBT's interval, in epochs (``None``: a quarter of the trials' epochs).
+        workers_per_trial: Above 1, each trial trains data-parallel on that many Ray Train workers (processes,
+            one device each), sharing the trial's CPUs and GPUs equally.
     """
 
     address: str | None = None
@@ -52,6 +54,7 @@ class RayOptions:
     gpus_per_trial: float = 0.0
     num_cpus: int | None = None
     perturbation_interval: int | None = None
+    workers_per_trial: int = 1
 
 
 def _require_ray() -> Any:
@@ -75,6 +78,11 @@ def check_options(options: RayOptions, spec: SweepSpec) -> None:
         raise ConfigError(f"--cpus_per_trial must be above 0, got {options.cpus_per_trial}")
     if options.gpus_per_trial < 0:
         raise ConfigError(f"--gpus_per_trial must be 0 or more, got {options.gpus_per_trial}")
+    if options.workers_per_trial < 1:
+        raise ConfigError(f"--workers_per_trial must be at least 1, got {options.workers_per_trial}")
+    if options.workers_per_trial > 1 and options.scheduler == "pbt":
+        raise ConfigError("--workers_per_trial above 1 runs each trial as a Ray Train run, which PBT cannot pause "
+                          "and restore here; use --scheduler asha or fifo")  # fmt: skip
     if options.scheduler == "pbt":
         conditional = [p.key for p in spec.params if p.when]
         if conditional:
@@ -116,9 +124,11 @@ def run_ray_sweep(
     try:
         check_shared_storage(ray, folder)
         _check_resources(ray, options)
+        workers = options.workers_per_trial
         job = RayJob(
-            spec, check.metric, spec.objectives, folder, tuple(overrides), os.getcwd(), options.scheduler == "pbt"
-        )
+            spec, check.metric, spec.objectives, folder, tuple(overrides), os.getcwd(), options.scheduler == "pbt",
+            workers, options.cpus_per_trial / workers, options.gpus_per_trial / workers,
+        )  # fmt: skip
         if options.scheduler == "pbt":
             _run_pbt(study, job, check, trials, seed, options, timeout)
         else:
@@ -231,8 +241,20 @@ def _run_config(tune: Any, folder: Path) -> Any:
 
 
 def _trainable(tune: Any, job: RayJob, options: RayOptions) -> Any:
-    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    """The trial function with its resources: its own, or next to none (a byte) when it only drives Train workers."""
+    resources = (
+        {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial} if job.workers == 1 else {"cpu": 0, "memory": 1}
+    )
     return tune.with_resources(tune.with_parameters(run_ray_trial, job=job), resources)
+
+
+def _trials_at_once(ray: Any, options: RayOptions) -> int:
+    """How many trials the cluster holds at once (their Train workers reserve the resources, not the trials)."""
+    available = ray.cluster_resources()
+    fits = [float(available.get("CPU", 0)) // options.cpus_per_trial]
+    if options.gpus_per_trial > 0:
+        fits.append(float(available.get("GPU", 0)) // options.gpus_per_trial)
+    return max(1, int(min(fits)))
 
 
 def _run_asha(
@@ -261,7 +283,14 @@ def _run_asha(
         if job.objectives or options.scheduler == "fifo"  # ASHA ranks by one metric
         else ASHAScheduler(time_attr="zoo_epoch", max_t=max_t, grace_period=min(warmup, max_t), reduction_factor=3)
     )
-    settings: dict[str, Any] = {"search_alg": searcher, "scheduler": scheduler, "num_samples": trials}
+    # Reusing a trial's worker process for the next trial saves starting Python and importing zoo each time.
+    settings: dict[str, Any] = {
+        "search_alg": searcher, "scheduler": scheduler, "num_samples": trials, "reuse_actors": True,
+    }  # fmt: skip
+    if job.workers > 1:
+        import ray
+
+        settings["max_concurrent_trials"] = _trials_at_once(ray, options)
     if timeout is not None:
         settings["time_budget_s"] = timeout
     config = tune.TuneConfig(**settings) if job.objectives else _tune_config(tune, job, check, **settings)

@@ -50,6 +50,10 @@ class RayJob:
         cwd: The driver's working directory, which relative paths in the recipe are read from when a worker
             has it (on a cluster the sweep's folder and data must be on shared storage at the same path).
         checkpoints: Report a checkpoint with each epoch (population-based training needs them).
+        workers: Ray Train workers per trial (one process per device, data-parallel); 1 trains in the trial's
+            own process.
+        cpus_per_worker: CPUs each Ray Train worker reserves (``workers`` > 1).
+        gpus_per_worker: GPUs each Ray Train worker reserves (``workers`` > 1).
         first_number: Without a searcher (PBT), trial ``i`` of this Ray experiment is trial ``first_number + i``
             of the study. PBT copies a donor's config into the trial it exploits, so the number cannot travel
             in the config there.
@@ -62,6 +66,9 @@ class RayJob:
     overrides: tuple[str, ...]
     cwd: str
     checkpoints: bool
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
     first_number: int = 0
 
 
@@ -79,13 +86,14 @@ def run_ray_trial(config: dict[str, Any], job: RayJob) -> None:
     """
     from ray import tune
 
-    from zoo.sweeps.study import _fit_cli, trial_args
-
+    if job.workers > 1:
+        _run_on_train_workers(config, job)
+        return
     if Path(job.cwd).is_dir():
         os.chdir(job.cwd)
     number = int(config[TRIAL_KEY]) if TRIAL_KEY in config else job.first_number + _ray_trial_index()
     values = {key: value for key, value in config.items() if key != TRIAL_KEY}
-    args = trial_args(job.spec, values, list(job.overrides), job.folder, number)
+    args = trial_args_for(job, values, number)
     if job.checkpoints:  # the state at every report, for other trials to continue from
         args += ["--checkpoint.last_every_seconds", "0"]
     restored = tune.get_checkpoint()
@@ -105,12 +113,7 @@ def run_ray_trial(config: dict[str, Any], job: RayJob) -> None:
                 segment = _next_segment(job.folder, number)
                 if segment:
                     args[args.index("--trainer.logger.init_args.version") + 1] = f"trial_{number:04d}-{segment}"
-            try:
-                cli = _fit_cli(args)
-            except SystemExit as exit:  # the parser refused the trial's arguments (its message is on stderr)
-                reason = f"zoo fit refused the trial's arguments (exit {exit.code}; its message is in the trial's log)"
-                _leave_reason(job.folder, number, reason)
-                raise RuntimeError(reason) from None
+            cli = _build(args, job.folder, number)
             reporter = ReportToTune(job, number, values, started)
             cli.trainer.callbacks.append(reporter)
             ckpt_path = cli.config.get("ckpt_path")
@@ -122,6 +125,83 @@ def run_ray_trial(config: dict[str, Any], job: RayJob) -> None:
         if not _stopped_by_tune(err):
             _leave_reason(job.folder, number, f"{type(err).__name__}: {err}")
         raise
+
+
+def _build(args: list[str], folder: Path, number: int) -> Any:
+    """The trial's ``zoo fit``, built; arguments the parser refuses fail the trial with that reason."""
+    from zoo.sweeps.study import _fit_cli
+
+    try:
+        return _fit_cli(args)
+    except SystemExit as exit:  # the parser printed its message to the trial's log
+        reason = f"zoo fit refused the trial's arguments (exit {exit.code}; its message is in the trial's log)"
+        _leave_reason(folder, number, reason)
+        raise RuntimeError(reason) from None
+
+
+_RAY_DDP = ["--trainer.strategy", '{"class_path": "ray.train.lightning.RayDDPStrategy"}',
+            "--trainer.plugins", '[{"class_path": "ray.train.lightning.RayLightningEnvironment"}]',
+            "--trainer.devices", "auto", "--trainer.num_nodes", "1"]  # fmt: skip
+
+
+def _run_on_train_workers(config: dict[str, Any], job: RayJob) -> None:
+    """A trial trained data-parallel by a Ray Train ``TorchTrainer`` with ``job.workers`` workers.
+
+    This Tune trial only drives the Train run (Ray Train 2's way to tune a distributed run): the workers
+    reserve their own CPUs or GPUs, train with Lightning's DDP through ``RayDDPStrategy`` and
+    ``RayLightningEnvironment`` (``prepare_trainer`` checks both), and their reports reach Tune through
+    ``TuneReportCallback``.
+    """
+    from functools import partial
+
+    from ray import train, tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    number = int(config[TRIAL_KEY])
+    trainer = TorchTrainer(
+        partial(run_train_worker, job=job),
+        train_loop_config=config,
+        scaling_config=train.ScalingConfig(
+            num_workers=job.workers,
+            use_gpu=job.gpus_per_worker > 0,
+            resources_per_worker={"CPU": job.cpus_per_worker, "GPU": job.gpus_per_worker},
+        ),
+        run_config=train.RunConfig(
+            name=f"trial_{number:04d}-{tune.get_context().get_trial_id()}",
+            storage_path=str(job.folder / "ray" / "train"),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    trainer.fit()
+
+
+def run_train_worker(config: dict[str, Any], job: RayJob) -> None:
+    """One Ray Train worker of a trial: the trial's ``zoo fit`` on ``RayDDPStrategy``, reporting each epoch."""
+    from ray.train.lightning import prepare_trainer
+
+    if Path(job.cwd).is_dir():
+        os.chdir(job.cwd)
+    number = int(config[TRIAL_KEY])
+    values = {key: value for key, value in config.items() if key != TRIAL_KEY}
+    args = [*trial_args_for(job, values, number), *_RAY_DDP]
+    started = time.perf_counter()
+    try:
+        cli = _build(args, job.folder, number)
+        trainer = prepare_trainer(cli.trainer)
+        trainer.callbacks.append(ReportToTune(job, number, values, started))
+        trainer.fit(cli.model, datamodule=cli.datamodule)
+    except Exception as err:
+        if not _stopped_by_tune(err):
+            _leave_reason(job.folder, number, f"{type(err).__name__}: {err}")
+        raise
+
+
+def trial_args_for(job: RayJob, values: dict[str, Any], number: int) -> list[str]:
+    """The trial's ``zoo fit`` arguments (:func:`zoo.sweeps.study.trial_args`) for this job."""
+    from zoo.sweeps.study import trial_args
+
+    return trial_args(job.spec, values, list(job.overrides), job.folder, number)
 
 
 def _leave_reason(folder: Path, number: int, reason: str) -> None:
@@ -214,6 +294,11 @@ class ReportToTune(L.Callback):
             if "params" in self.job.objectives:
                 metrics["params"] = float(trainable_parameters(module))
         checkpoint = trainer.checkpoint_callback
+        if self.job.workers > 1:  # every worker reports (Ray Train's rule); Tune gets the first one's
+            from ray import train
+
+            train.report(metrics)
+            return
         if last or not self.job.checkpoints or checkpoint is None or not checkpoint.last_model_path:
             tune.report(metrics)
             return
