@@ -40,6 +40,7 @@ def build_metadata(loaded: LoadedCheckpoint, spec: ExportSpec) -> dict[str, Any]
         "recipe": None if recorded.recipe is None else vars(recorded.recipe).copy(),
         "metrics": dict(recorded.metrics),
         "best": None if recorded.best is None else vars(recorded.best).copy(),
+        "calibration": None if recorded.calibration is None else dict(recorded.calibration),
         "hparams": json_ready(loaded.hparams),
     }
 

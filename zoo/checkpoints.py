@@ -205,6 +205,8 @@ class ZooMetadata:
         environment: What the run was made with (:func:`zoo.provenance.run_environment`), under ``zoo fit``.
         data_fingerprint: What the run read (:meth:`zoo.data.ZooDataModule.fingerprint`), when the data module
             reports it.
+        calibration: The temperature ``zoo evaluate --calibrate`` fitted (``{"temperature": T, ...}``), which
+            the task's probabilities divide the logits by.
     """
 
     zoo_version: str | None = None
@@ -214,6 +216,7 @@ class ZooMetadata:
     best: BestScore | None = None
     environment: Mapping[str, Any] | None = None
     data_fingerprint: Mapping[str, Any] | None = None
+    calibration: Mapping[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, stored: Mapping[str, Any] | None) -> ZooMetadata:
@@ -228,6 +231,7 @@ class ZooMetadata:
             best=BestScore(best.get("monitor"), float(best["score"])) if best else None,
             environment=stored.get("environment"),
             data_fingerprint=stored.get("data_fingerprint"),
+            calibration=stored.get("calibration"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,6 +246,7 @@ class ZooMetadata:
             "best": best,
             "environment": None if self.environment is None else dict(self.environment),
             "data_fingerprint": None if self.data_fingerprint is None else dict(self.data_fingerprint),
+            "calibration": None if self.calibration is None else dict(self.calibration),
         }
 
 

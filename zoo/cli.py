@@ -33,7 +33,9 @@ OTHER_COMMANDS = {
     "leaderboard": "run benchmark suites into reproducible rows (run), render tables and plots (show)",
     "report": "how to reproduce a run (folder or checkpoint) and what threatens reproducing it",
     "profile": "train a few steps of a recipe: where a step's time and memory go; --leak_check",
-    "tune": "search a recipe's hyperparameters from a sweep file (Optuna; runs/sweeps/<name>)",
+    "tune": "search a recipe's hyperparameters from a sweep file (Optuna or Ray Tune; runs/sweeps/<name>)",
+    "evaluate": "score a classifier checkpoint: per-class figures, calibration, intervals; --calibrate",
+    "compare": "is checkpoint B better than A? paired bootstrap interval and McNemar's test",
     "tune-batch-size": "the largest training batch that fits, and throughput at each size tried",
     "lr-find": "learning-rate range test on a recipe: a plot and a suggested learning rate",
 }
@@ -49,6 +51,8 @@ _HANDLERS = {
     "tune-batch-size": ("zoo.finders", "run_batch_size_command"),
     "lr-find": ("zoo.finders", "run_lr_find_command"),
     "tune": ("zoo.sweeps.cli", "run_tune_command"),
+    "evaluate": ("zoo.evaluation.cli", "run_evaluate_command"),
+    "compare": ("zoo.evaluation.cli", "run_compare_command"),
 }
 
 _HELP = """\

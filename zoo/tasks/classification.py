@@ -13,6 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
+from zoo.checkpoints import METADATA_KEY
 from zoo.data.facts import DataFacts, tokenizer_spec
 from zoo.errors import ConfigError, DataError
 from zoo.registry import model_info
@@ -46,6 +47,18 @@ class ClassificationTask(ZooTask):
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         super().__init__(backbone, **common)
         self.label_smoothing = label_smoothing
+        self.temperature = 1.0  # set from a calibrated checkpoint (zoo evaluate --calibrate)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(..., C)``: the softmax of the logits divided by the fitted temperature (else 1)."""
+        return (logits / self.temperature).softmax(dim=-1)
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also take the temperature a calibrated checkpoint carries (``zoo_metadata["calibration"]``)."""
+        super().on_load_checkpoint(checkpoint)
+        calibration = (checkpoint.get(METADATA_KEY) or {}).get("calibration") or {}
+        self.temperature = float(calibration.get("temperature", 1.0))
 
     def build_metrics(self) -> None:
         """Create the accuracy metrics for ``self.num_classes`` classes (call once the backbone is built)."""
@@ -222,7 +235,7 @@ class ImageClassifier(ClassificationTask):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class probabilities ``(B, num_classes)``."""
         images = batch[0] if isinstance(batch, list | tuple) else batch
-        return self(images).softmax(dim=-1)
+        return self.probabilities(self(images))
 
     @override
     def flops_inputs(self, batch: Any) -> tuple[torch.Tensor, ...]:
@@ -355,7 +368,7 @@ class TextClassifier(ClassificationTask):
     @override
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class probabilities ``(B, num_classes)``."""
-        return self(batch["input_ids"], batch.get("attention_mask")).softmax(dim=-1)
+        return self.probabilities(self(batch["input_ids"], batch.get("attention_mask")))
 
     # Inference -----------------------------------------------------------------------------------------------
 

@@ -146,7 +146,7 @@ class NodeClassifier(_GraphTask):
     @override
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class probabilities of every node ``(N, num_classes)``."""
-        return self(batch.x, batch.edge_index).softmax(dim=-1)
+        return self.probabilities(self(batch.x, batch.edge_index))
 
     @override
     def count_samples(self, batch: Any) -> int | torch.Tensor:
@@ -242,7 +242,7 @@ class GraphClassifier(_GraphTask):
     @override
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Class probabilities per graph ``(G, num_classes)``."""
-        return self(batch.x, batch.edge_index, batch.batch).softmax(dim=-1)
+        return self.probabilities(self(batch.x, batch.edge_index, batch.batch))
 
     @override
     def count_samples(self, batch: Any) -> int:

@@ -1,0 +1,101 @@
+"""``zoo evaluate`` and ``zoo compare`` on real Cora GCN checkpoints trained by ``zoo fit``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoo.checkpoints import load_checkpoint
+from zoo.cli import main
+from zoo.errors import ConfigError, UsageError
+from zoo.evaluation.cli import run_evaluate_command
+from zoo.lightning_cli import ZooLightningCLI
+from zoo.tasks import DiffusionModel
+
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(scope="module")
+def cora_runs(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The GCN recipe for 60 epochs, and for 3 (clearly worse): their best checkpoints and test accuracies."""
+    root = tmp_path_factory.mktemp("cora_runs")
+    runs: dict[str, object] = {"root": root}
+    for name, epochs in (("good", 60), ("poor", 3)):
+        cli = ZooLightningCLI(args=["fit", "--config", str(repo / "recipes/cora/gcn.yaml"), "--trainer.max_epochs",
+                                    str(epochs), "--trainer.default_root_dir", str(root / name), *QUIET])  # fmt: skip
+        runs[name] = Path(cli.trainer.checkpoint_callback.best_model_path)
+        runs[f"{name}_test_acc1"] = float(cli.trainer.callback_metrics["test/acc1"])
+    return runs
+
+
+def test_evaluate_writes_the_report_and_its_accuracy_is_what_zoo_fit_tested(
+    cora_runs: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = cora_runs["good"]
+    assert isinstance(checkpoint, Path)
+    main(["evaluate", "--ckpt_path", str(checkpoint), "--resamples", "200"])  # the recipe the checkpoint recorded
+    out = checkpoint.parent.parent / "evaluation" / f"{checkpoint.stem}-test"
+    report = json.loads((out / "report.json").read_text())
+    assert report["examples"] == 1000 and report["split"] == "test"  # Planetoid's standard test nodes
+    acc1 = report["metrics"]["acc1"]
+    assert acc1["value"] == pytest.approx(cora_runs["good_test_acc1"], abs=1e-6)
+    assert acc1["low"] < acc1["value"] < acc1["high"] and acc1["high"] - acc1["low"] < 0.07
+    assert len(report["per_class"]) == 7 and sum(row["support"] for row in report["per_class"]) == 1000
+    assert sum(map(sum, report["confusion"])) == 1000
+    assert report["bootstrap"] == {"resamples": 200, "seed": 0, "level": 0.95}
+    for image in ("confusion.png", "reliability.png"):
+        assert (out / image).read_bytes()[:4] == b"\x89PNG"
+    assert "| macro F1 |" in (out / "report.md").read_text()
+    assert "expected calibration error (15 bins)" in capsys.readouterr().out
+
+
+def test_calibrate_fits_a_temperature_and_writes_a_calibrated_copy(
+    cora_runs: dict[str, object], tmp_path: Path
+) -> None:
+    checkpoint = cora_runs["good"]
+    assert isinstance(checkpoint, Path)
+    before = checkpoint.read_bytes()
+    main(["evaluate", "--ckpt_path", str(checkpoint), "--calibrate", "--out", str(tmp_path), "--resamples", "100"])
+    assert checkpoint.read_bytes() == before  # the user's checkpoint is untouched
+    report = json.loads((tmp_path / "report.json").read_text())
+    calibration = report["calibration"]
+    assert calibration["fitted_on"] == "val" and calibration["validation_examples"] == 500
+    assert calibration["after"]["nll"]["value"] <= calibration["before"]["nll"]["value"] + 0.02
+    calibrated = load_checkpoint(tmp_path / "calibrated.ckpt")
+    assert calibrated.metadata.calibration["temperature"] == pytest.approx(calibration["temperature"])
+    task = calibrated.task
+    assert task.temperature == pytest.approx(calibration["temperature"]) and task.temperature != 1.0
+    logits = torch.randn(4, 7)
+    assert torch.allclose(task.probabilities(logits), (logits / task.temperature).softmax(-1))
+
+
+def test_compare_finds_the_longer_run_better(cora_runs: dict[str, object], tmp_path: Path, capsys) -> None:
+    main(["compare", str(cora_runs["poor"]), str(cora_runs["good"]), "--out", str(tmp_path), "--resamples", "300"])
+    result = json.loads((tmp_path / "compare.json").read_text())
+    assert result["accuracy_b"] > result["accuracy_a"] and result["p_value"] < 0.001
+    assert result["verdict"].startswith(f"{cora_runs['good']} is better than {cora_runs['poor']} by ")
+    assert result["verdict"] in capsys.readouterr().out
+
+
+def test_what_zoo_evaluate_cannot_score_is_named(cora_runs: dict[str, object], tmp_path: Path) -> None:
+    diffusion = DiffusionModel("unet_tiny", image_size=16, num_classes=3, conditional=True)
+    path = tmp_path / "ddpm.ckpt"
+    hparams = {"_class_path": "zoo.tasks.DiffusionModel", **dict(diffusion.hparams)}
+    torch.save({"state_dict": diffusion.state_dict(), "hyper_parameters": hparams}, path)
+    with pytest.raises(UsageError, match="holds a DiffusionModel; zoo evaluate measures classifiers"):
+        run_evaluate_command(["--ckpt_path", str(path)])
+    checkpoint = cora_runs["good"]
+    assert isinstance(checkpoint, Path)
+    bare = tmp_path / "bare.ckpt"
+    raw = torch.load(checkpoint, weights_only=False)
+    raw.pop("zoo_metadata")
+    torch.save(raw, bare)
+    with pytest.raises(ConfigError, match=r"records no recipe .* pass the one it was trained with: --config"):
+        run_evaluate_command(["--ckpt_path", str(bare)])
+    with pytest.raises(ConfigError, match="the data section does not build"):
+        run_evaluate_command(["--ckpt_path", str(checkpoint), "--", "--data.init_args.no_such_key", "1"])
+    with pytest.raises(SystemExit):  # argparse: "--resamples must be at least 1"
+        run_evaluate_command(["--ckpt_path", str(checkpoint), "--resamples", "0"])

@@ -1,0 +1,168 @@
+"""``zoo evaluate`` and ``zoo compare``: a classifier checkpoint's figures with intervals, and two of them paired."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["run_compare_command", "run_evaluate_command"]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=None, help="the recipe (default: the one the checkpoint recorded)"
+    )
+    parser.add_argument("--split", default="test", choices=("test", "val"), help="the split to score (default: test)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the examples")
+    parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    parser.add_argument("--level", type=float, default=0.95, help="the intervals' coverage")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (a GPU when there is one)")
+    parser.add_argument(
+        "--weights", default="ema", choices=("ema", "trained"), help="EMA weights when the run kept them"
+    )
+    parser.add_argument("--limit_batches", type=int, default=None, help="score only the first N batches")
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1 :]
+    return argv, []
+
+
+def _device(name: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.resamples < 1:
+        parser.error(f"--resamples must be at least 1, got {args.resamples}")
+    if not 0 < args.level < 1:
+        parser.error(f"--level must be between 0 and 1, got {args.level}")
+
+
+def run_evaluate_command(argv: list[str]) -> None:
+    """``zoo evaluate --ckpt_path C [--config R] [--split test] [--out DIR] [--calibrate] [-- data overrides]``."""
+    argv, overrides = _split_overrides(argv)
+    parser = argparse.ArgumentParser(
+        prog="zoo evaluate",
+        description="Score a classifier checkpoint on a split: accuracy, top-5, per-class precision/recall/F1, "
+        "macro and weighted F1, AUROC, average precision, the confusion matrix and calibration (ECE, MCE, NLL, "
+        "Brier), each with a bootstrap interval. Arguments after -- change the data (--data.init_args.batch_size 256).",
+    )
+    parser.add_argument("--ckpt_path", type=Path, required=True, help="a checkpoint written by zoo fit")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where the report goes (default: beside the checkpoint's run)"
+    )
+    parser.add_argument(
+        "--calibrate", action="store_true",
+        help="fit a temperature on the validation split, report calibration before and after, and write a "
+        "calibrated copy of the checkpoint into --out",
+    )  # fmt: skip
+    _common(parser)
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    from rich.console import Console
+
+    from zoo.evaluation.classification import evaluate_classifier
+    from zoo.evaluation.predictions import build_data, collect_predictions, load_classifier
+    from zoo.evaluation.report import format_table, write_report
+
+    loaded = load_classifier(args.ckpt_path, args.weights, _device(args.device))
+    data = build_data(args.config, loaded, overrides)
+    predictions = collect_predictions(loaded, data, args.split, args.limit_batches)
+    out = args.out or default_out(args.ckpt_path, args.split)
+    report = evaluate_classifier(predictions.logits, predictions.targets, predictions.labels, args.resamples,
+                                 args.seed, args.level)  # fmt: skip
+    header: dict[str, Any] = {
+        "checkpoint": str(args.ckpt_path), "task": loaded.task_class, "split": args.split, "weights": loaded.weights,
+        "recipe": str(args.config) if args.config else "recorded",
+    }  # fmt: skip
+    console = Console()
+    if args.calibrate:
+        header["calibration"] = _calibrate(args, loaded, data, predictions, report, out)
+        temperature = header["calibration"]["temperature"]
+        calibrated = evaluate_classifier(predictions.logits / temperature, predictions.targets, predictions.labels,
+                                         args.resamples, args.seed, args.level)  # fmt: skip
+        header["calibration"]["after"] = {k: calibrated.metrics[k].as_dict() for k in ("ece", "mce", "nll", "brier")}
+    files = write_report(report, out, header)
+    console.print(format_table(report, f"{args.ckpt_path} on the {args.split} split ({report.examples} examples)"))
+    if args.calibrate:
+        calibration = header["calibration"]
+        console.print(
+            f"temperature {calibration['temperature']:.4f} (fitted on the validation split): ECE "
+            f"{calibration['before']['ece']['value']:.4f} -> {calibration['after']['ece']['value']:.4f}; "
+            f"calibrated checkpoint: {calibration['checkpoint']}"
+        )
+    console.print("written: " + ", ".join(str(f) for f in files))
+
+
+def default_out(ckpt_path: Path, split: str) -> Path:
+    """``<run folder>/evaluation/<checkpoint>-<split>`` for a checkpoint in a run folder, else ``evaluation/...``."""
+    parent = ckpt_path.resolve().parent
+    base = parent.parent if parent.name == "checkpoints" else Path("")
+    return base / "evaluation" / f"{ckpt_path.stem}-{split}"
+
+
+def _calibrate(
+    args: argparse.Namespace, loaded: Any, data: Any, predictions: Any, report: Any, out: Path
+) -> dict[str, Any]:
+    """Fit the temperature on validation logits and write the calibrated copy of the checkpoint."""
+    from zoo.errors import UsageError
+    from zoo.evaluation.calibration import fit_temperature, write_calibrated_checkpoint
+    from zoo.evaluation.predictions import collect_predictions
+
+    if args.split == "val":
+        raise UsageError("--calibrate fits the temperature on the val split; score another split (--split test)")
+    validation = collect_predictions(loaded, data, "val", args.limit_batches)
+    temperature = fit_temperature(validation.logits, validation.targets)
+    calibration = {
+        "temperature": temperature,
+        "fitted_on": "val",
+        "validation_examples": int(validation.targets.shape[0]),
+        "source": str(args.ckpt_path),
+        "before": {k: report.metrics[k].as_dict() for k in ("ece", "mce", "nll", "brier")},
+    }
+    target = write_calibrated_checkpoint(args.ckpt_path, out / "calibrated.ckpt", {
+        k: v for k, v in calibration.items() if k != "before"})  # fmt: skip
+    return {**calibration, "checkpoint": str(target)}
+
+
+def run_compare_command(argv: list[str]) -> None:
+    """``zoo compare A.ckpt B.ckpt [--config R] [--split test] [-- data overrides]``."""
+    argv, overrides = _split_overrides(argv)
+    parser = argparse.ArgumentParser(
+        prog="zoo compare",
+        description="Is B better than A? Both classifiers on the same examples: the accuracy difference with a "
+        "paired bootstrap interval, and McNemar's exact test.",
+    )
+    parser.add_argument("a", type=Path, help="checkpoint A")
+    parser.add_argument("b", type=Path, help="checkpoint B")
+    parser.add_argument("--out", type=Path, default=None, help="also write compare.json there")
+    _common(parser)
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    from zoo.errors import UsageError
+    from zoo.evaluation.compare import compare_predictions
+    from zoo.evaluation.predictions import build_data, collect_predictions, load_classifier
+
+    device = _device(args.device)
+    first = load_classifier(args.a, args.weights, device)
+    second = load_classifier(args.b, args.weights, device)
+    data = build_data(args.config, first, overrides)
+    pa = collect_predictions(first, data, args.split, args.limit_batches)
+    pb = collect_predictions(second, data, args.split, args.limit_batches)
+    if not bool((pa.targets == pb.targets).all()):
+        raise UsageError(f"{args.a} and {args.b} were scored on different examples; pass the same --config")
+    result = compare_predictions(str(args.a), pa.logits, str(args.b), pb.logits, pa.targets, args.resamples,
+                                 args.seed, args.level)  # fmt: skip
+    print(f"A {args.a}: accuracy {100 * result.accuracy_a:.2f}%")
+    print(f"B {args.b}: accuracy {100 * result.accuracy_b:.2f}%  ({result.examples} {args.split} examples)")
+    print(result.verdict)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "compare.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
