@@ -86,6 +86,7 @@ def test_population_based_training_continues_a_trial_from_the_other_ones_checkpo
     assert resumed_config["trainer"]["max_epochs"] == 4
     study = optuna.load_study(study_name="pbt", storage=f"sqlite:///{result.folder / 'study.db'}")
     assert all(t.user_attrs["scheduler"] == "pbt" and t.user_attrs["run_folders"] for t in study.trials)
+    assert any(len(t["run_folders"]) > 1 for t in summary["trials"])  # the continued trial lists its folders
 
 
 def test_new_optimizer_settings_scale_the_restored_state_group_by_group() -> None:
@@ -115,6 +116,9 @@ def test_bad_ray_sweeps_are_refused_before_ray_starts(
     spec = read_sweep(_sweep(tmp_path, repo, conditional))
     with pytest.raises(ConfigError, match="cannot search the conditional key"):
         run_ray_sweep(spec, 2, "c", FEW_STEPS, tmp_path, 0, RayOptions(scheduler="pbt"))
+    with pytest.raises(ConfigError, match="PBT cannot pause and restore"):
+        run_ray_sweep(read_sweep(_sweep(tmp_path, repo, SPACE)), 2, "c", FEW_STEPS, tmp_path, 0,
+                      RayOptions(scheduler="pbt", workers_per_trial=2))  # fmt: skip
     with pytest.raises(ConfigError, match="--cpus_per_trial must be above 0"):
         run_ray_sweep(spec, 2, "c", FEW_STEPS, tmp_path, 0, RayOptions(cpus_per_trial=0))
     monkeypatch.setitem(sys.modules, "ray.tune", None)  # as if the ray extra were not installed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
@@ -18,7 +20,8 @@ from zoo.cli import main
 from zoo.errors import ConfigError
 from zoo.lightning_cli import ZooLightningCLI
 from zoo.sweeps import read_sweep
-from zoo.sweeps.study import _checkpoint_metrics, check_space, run_sweep
+from zoo.sweeps.study import _checkpoint_metrics, check_space, inference_latency_ms, run_sweep
+from zoo.tasks.signature import InferenceSignature
 
 FEW_STEPS = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
              "--data.init_args.batch_size", "16", "--data.init_args.num_workers", "0"]  # fmt: skip
@@ -198,24 +201,58 @@ def test_a_tracked_sweep_nests_its_trials_under_one_mlflow_run(
 def test_a_multi_objective_sweep_finds_a_pareto_front(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Accuracy against parameter count (NSGA-II): two backbones of different sizes."""
+    """Accuracy against parameter count and latency (NSGA-II): two backbones of different sizes."""
     monkeypatch.chdir(tmp_path)
     space = {"model.init_args.backbone": {"choice": ["speedrun_net_tiny", "speedrun_net"]},
              "model.init_args.optimizer.init_args.lr": {"loguniform": [0.01, 0.5]}}  # fmt: skip
-    sweep = _sweep(tmp_path, repo, space, metric=["val/acc1", "params"])
+    sweep = _sweep(tmp_path, repo, space, metric=["val/acc1", "params", "latency_ms"])
     main(["tune", "--sweep", str(sweep), "--trials", "4", "--", *FEW_STEPS])
     folder = tmp_path / "runs" / "sweeps" / "q"
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["direction"] == ["maximize", "minimize"] and summary["metric"] == ["val/acc1", "params"]
+    assert summary["direction"] == ["maximize", "minimize", "minimize"]
+    assert summary["metric"] == ["val/acc1", "params", "latency_ms"]
     front = summary["pareto"]
-    assert front and all(len(t["values"]) == 2 for t in front)
-    for trial in front:  # nobody on the front is beaten on both objectives by another complete trial
+    assert front and all(len(t["values"]) == 3 for t in front)
+    complete = [t for t in summary["trials"] if t["state"] == "complete"]
+    for trial in front:  # nobody on the front is beaten on every objective by another complete trial
         assert not any(
-            other["values"][0] >= trial["values"][0] and other["values"][1] <= trial["values"][1]
+            other["values"][0] >= trial["values"][0]
+            and all(o <= v for o, v in zip(other["values"][1:], trial["values"][1:], strict=True))
             and other["values"] != trial["values"]
-            for other in summary["trials"] if other["state"] == "complete"
-        )  # fmt: skip
+            for other in complete
+        )
+    assert all(t["values"][2] > 0 and math.isfinite(t["values"][2]) for t in complete)  # milliseconds
     assert (folder / "pareto.png").read_bytes()[:4] == b"\x89PNG" and not (folder / "best.yaml").exists()
-    assert "Pareto front of val/acc1, params (maximize/minimize)" in capsys.readouterr().out
-    with pytest.raises(ConfigError, match="after the first metric come objectives to minimise: params"):
+    assert "Pareto front of val/acc1, params, latency_ms (maximize/minimize/minimize)" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="after the first metric come objectives to minimise: params, latency_ms"):
         read_sweep(_sweep(tmp_path, repo, space, metric=["val/acc1", "latency"]))
+
+
+class _Sleeper(torch.nn.Module):
+    """A task-shaped module whose inference network takes at least 5 ms per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.calls: list[tuple[int, ...]] = []
+
+    def inference_signature(self) -> InferenceSignature:
+        return InferenceSignature("image_classification", (), (), example_sizes={"batch": 4, "height": 8})
+
+    def example_inputs(self, sizes: dict[str, int], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        return (torch.rand(sizes["batch"], sizes["height"], generator=generator),)
+
+    def inference_module(self) -> torch.nn.Module:
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(x.shape))
+        time.sleep(0.005)
+        return x
+
+
+def test_the_latency_objective_times_batch_one_forward_passes_in_eval_mode() -> None:
+    module = _Sleeper().train()
+    latency = inference_latency_ms(module)
+    assert 5.0 <= latency < 100.0 and module.training  # back in training mode afterwards
+    assert module.calls == [(1, 8)] * 25  # 5 warm-up and 20 timed passes at batch size 1

@@ -276,7 +276,7 @@ class ReportToTune(L.Callback):
     def _report(self, trainer: L.Trainer, module: L.LightningModule, last: bool) -> None:
         from ray import tune
 
-        from zoo.sweeps.study import kept_score, trainable_parameters
+        from zoo.sweeps.study import kept_score, objective_value
 
         assert self._pending is not None
         epoch, metrics = self._pending
@@ -291,8 +291,8 @@ class ReportToTune(L.Callback):
         )
         if last:
             metrics["zoo_finished"] = True
-            if "params" in self.job.objectives:
-                metrics["params"] = float(trainable_parameters(module))
+            for name in self.job.objectives:
+                metrics[name] = objective_value(name, module)
         checkpoint = trainer.checkpoint_callback
         if self.job.workers > 1:  # every worker reports (Ray Train's rule); Tune gets the first one's
             from ray import train

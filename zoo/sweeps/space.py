@@ -4,7 +4,8 @@
 
     recipe: recipes/cora/gcn.yaml          # relative to the sweep file's folder, else the working directory
     metric: val/acc1                       # default: the task's own monitor, with its direction;
-                                           # [val/acc1, params]: also as few parameters as possible (NSGA-II)
+                                           # [val/acc1, params]: also as few parameters as possible (NSGA-II);
+                                           # [val/acc1, latency_ms]: also as fast as possible
     space:
       model.init_args.optimizer.init_args.lr: {loguniform: [1.0e-3, 1.0e-1]}
       model.init_args.backbone_kwargs.dropout: {uniform: [0.0, 0.8]}
@@ -34,7 +35,7 @@ from zoo.errors import ConfigError, MissingFileError
 __all__ = ["OBJECTIVES", "Param", "SweepSpec", "read_sweep"]
 
 _KINDS = ("uniform", "loguniform", "int", "choice")
-OBJECTIVES = ("params",)  # what a multi-objective sweep can minimise beside the metric
+OBJECTIVES = ("params", "latency_ms")  # what a multi-objective sweep can minimise beside the metric
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class SweepSpec:
         recipe: The recipe searched.
         metric: The metric the trials are ranked by (``None``: the task's default monitor).
         objectives: Further objectives, minimized, for a multi-objective sweep: ``params`` (trainable
-            parameters of the trial's model).
+            parameters of the trial's model) and ``latency_ms`` (its measured inference latency, see
+            :func:`zoo.sweeps.study.objective_value`).
         direction: ``"maximize"`` or ``"minimize"`` (``None``: the task's, with its default monitor).
         params: The searched and fixed keys, in file order.
     """

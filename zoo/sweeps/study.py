@@ -435,7 +435,7 @@ class _Objective:
             trial.set_user_attr("error", f"{self.metric} is {score}")
         if not self.spec.objectives:
             return score
-        return (score, *(float(trainable_parameters(cli.model)) for _ in self.spec.objectives))
+        return (score, *(objective_value(name, cli.model) for name in self.spec.objectives))
 
 
 def trial_args(spec: SweepSpec, values: dict[str, Any], overrides: list[str], folder: Path, number: int) -> list[str]:
@@ -456,6 +456,50 @@ def trial_args(spec: SweepSpec, values: dict[str, Any], overrides: list[str], fo
 def trainable_parameters(module: Any) -> int:
     """How many parameters ``module`` trains (the ``params`` objective)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def objective_value(name: str, module: Any) -> float:
+    """A trial's value for one of the objectives minimised beside the metric (:data:`~zoo.sweeps.space.OBJECTIVES`).
+
+    ``params``: trainable parameters. ``latency_ms``: the median of 20 timed forward passes (after 5 warm-up
+    passes) of the trained model's inference module in eval mode on its device, at batch size 1 with the task's
+    example inputs (its inference signature's sizes, e.g. one 32x32 image); measured in the trial's process, so
+    trials that run side by side share the machine, and their latencies are comparable only when run alike.
+    """
+    if name == "params":
+        return float(trainable_parameters(module))
+    if name == "latency_ms":
+        return inference_latency_ms(module)
+    raise ValueError(f"unknown objective {name!r}")
+
+
+def inference_latency_ms(module: Any, warmup: int = 5, timed: int = 20) -> float:
+    """Median milliseconds of a batch-1 forward pass of ``module``'s inference network (see :func:`objective_value`)."""
+    import statistics
+
+    import torch
+
+    sizes = {**module.inference_signature().example_sizes, "batch": 1}
+    network = module.inference_module()
+    device = next(module.parameters()).device
+    inputs = tuple(t.to(device) for t in module.example_inputs(sizes, torch.Generator().manual_seed(0)))
+    was_training = network.training
+    network.eval()
+    times = []
+    try:
+        with torch.inference_mode():
+            for index in range(warmup + timed):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                started = time.perf_counter()
+                network(*inputs)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if index >= warmup:
+                    times.append((time.perf_counter() - started) * 1000)
+    finally:
+        network.train(was_training)
+    return statistics.median(times)
 
 
 def kept_score(trainer: Any, metric: str) -> float:
@@ -612,6 +656,7 @@ def _trial_row(trial: Any) -> dict[str, Any]:
         "epochs_validated": len(trial.intermediate_values),
         "error": trial.user_attrs.get("error"),
         "run_folder": trial.user_attrs.get("run_folder"),
+        **({"run_folders": trial.user_attrs["run_folders"]} if "run_folders" in trial.user_attrs else {}),
         "retried_from": retried_from if retried_from is not None else trial.user_attrs.get("retried_from"),
     }
 
