@@ -61,6 +61,12 @@ def extract_image_tree(target: Path, per_class: int, splits: tuple[str, ...] = (
 
 
 @pytest.fixture
+def extract_images():
+    """:func:`extract_image_tree`, for tests that shape a tree of their own (e.g. skew its classes)."""
+    return extract_image_tree
+
+
+@pytest.fixture
 def image_tree(tmp_path: Path) -> Path:
     """A tiny real ImageFolder tree: 8 train and 4 test CIFAR-10 images per class."""
     root = tmp_path / "tree"

@@ -7,9 +7,10 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
@@ -47,6 +48,20 @@ def _leave_sigterm_to_the_trainer(worker_id: int) -> None:
     preemption checkpoint.
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+SAMPLERS = ("random", "balanced")
+
+
+def check_sampler(sampler: str) -> Literal["random", "balanced"]:
+    """``sampler``, checked: ``random`` (a shuffled epoch) or ``balanced`` (classes drawn about equally often).
+
+    Raises:
+        ConfigError: Naming the value and the choices.
+    """
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    return sampler  # type: ignore[return-value]
 
 
 class ZooDataModule(L.LightningDataModule):
@@ -93,6 +108,8 @@ class ZooDataModule(L.LightningDataModule):
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self._fingerprint: dict[str, Any] | None = None
+        # "balanced" (set by the modules that take a `sampler` argument) draws classes about uniformly.
+        self.sampler: Literal["random", "balanced"] = "random"
 
     @property
     def seed(self) -> int:
@@ -169,6 +186,7 @@ class ZooDataModule(L.LightningDataModule):
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
             seed=self.seed,
+            weights=self._balanced_weights(dataset) if self.sampler == "balanced" else None,
         )
         return ResumableDataLoader(
             dataset,
@@ -178,6 +196,21 @@ class ZooDataModule(L.LightningDataModule):
             drop_last=len(sampler) > self.batch_size,
             **settings,
         )
+
+    def _balanced_weights(self, dataset: Dataset) -> list[float]:
+        """``1 / count of its class`` per training sample, so each class is drawn about equally often.
+
+        Raises:
+            ConfigError: When the training split does not report its labels.
+        """
+        content = content_of(dataset)
+        if content is None or content.labels is None:
+            raise ConfigError(
+                f"sampler: balanced needs the training split's labels, which {type(dataset).__name__} does not report"
+            )
+        labels = np.asarray(content.labels, dtype=np.int64)
+        counts = np.bincount(labels)
+        return (1.0 / counts[labels]).tolist()
 
     def _training_progress(self) -> tuple[int, int]:
         """``(epoch, batches trained in it)`` from the trainer's loop, for the loader's checkpoint state."""

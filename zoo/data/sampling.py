@@ -16,7 +16,7 @@ and position alone, not of process history:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,14 +39,35 @@ class ResumableSampler(DistributedSampler):
     Being a ``DistributedSampler``, Lightning neither wraps nor replaces it under DDP and calls its
     ``set_epoch`` at the start of every epoch. With one process, pass ``num_replicas=1, rank=0``.
 
+    With ``weights`` (one per sample) each epoch instead draws as many samples, with replacement, with
+    probabilities proportional to them (a balanced sampler gives each sample ``1 / its class's count``); the
+    draw comes from a generator seeded by ``(seed, epoch)``, so it is as resumable as the permutation, and is
+    sharded across ranks the same way.
+
     Yields:
         ``(epoch, index)`` pairs; :class:`AugmentedDataset` uses the epoch to seed augmentation.
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int,
+        rank: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self._resume_epoch: int | None = None
         self._resume_skip = 0
+
+    def _epoch_indices(self) -> list[int]:
+        if self.weights is None:
+            return list(super().__iter__())
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        drawn = torch.multinomial(self.weights, self.total_size, replacement=True, generator=generator).tolist()
+        return drawn[self.rank : self.total_size : self.num_replicas]
 
     def resume_from(self, epoch: int, samples_done: int) -> None:
         """Skip the first ``samples_done`` samples (of this rank) when epoch ``epoch`` is iterated.
@@ -58,7 +79,7 @@ class ResumableSampler(DistributedSampler):
         self.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        indices = list(super().__iter__())
+        indices = self._epoch_indices()
         skip = 0
         if self._resume_epoch == self.epoch:
             skip, self._resume_epoch = self._resume_skip, None  # only the first iteration after the resume

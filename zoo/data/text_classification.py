@@ -8,13 +8,13 @@ import json
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.base import ZooDataModule
+from zoo.data.base import ZooDataModule, check_sampler
 from zoo.data.fingerprint import SplitContent, hash64
 from zoo.data.paths import cache_dir, cache_lock, data_root
 from zoo.errors import ConfigError, DataError, MissingFileError
@@ -99,6 +99,7 @@ class TextClassificationDataModule(ZooDataModule):
         val_split: Share of training rows held out when there is no validation file.
         split_seed: Seed of that split.
         batch_size, eval_batch_size, num_workers, pin_memory, seed: See :class:`zoo.data.base.ZooDataModule`.
+        sampler: ``random`` or ``balanced`` (each class drawn about equally often; for skewed classes).
 
     Batches:
         ``{"input_ids": (B, L), "attention_mask": (B, L), "labels": (B,)}``, int64.
@@ -130,8 +131,10 @@ class TextClassificationDataModule(ZooDataModule):
         num_workers: int | None = 0,
         pin_memory: bool | None = None,
         seed: int | None = None,
+        sampler: Literal["random", "balanced"] = "random",
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, seed)
+        self.sampler = check_sampler(sampler)
         base = data_root(root)
         self.files = {
             split: (Path(f) if Path(f).is_absolute() else base / f) if f is not None else None

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from zoo.data.base import ZooDataModule
+from zoo.data.base import ZooDataModule, check_sampler
 from zoo.data.fingerprint import SplitContent, checksums_of_rows
 from zoo.data.image_arrays import IMAGE_EXTENSIONS, ImageArrays, load_split_arrays
 from zoo.data.image_check import check_image_files
@@ -186,6 +186,8 @@ class CIFAR10DataModule(VisionDataModule):
         on_device: Keep the training images (150 MB as uint8) on the training device and crop, flip and
             normalise each batch there (:mod:`zoo.data.on_device`), for GPUs that train a small network faster
             than loader workers can feed it. Only the crop and flip augmentations run there.
+        sampler: ``random`` (a shuffled epoch) or ``balanced`` (each class drawn about equally often, with
+            replacement; for skewed classes), see :class:`zoo.data.sampling.ResumableSampler`.
         batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed: See
             :class:`VisionDataModule`; repeated here so that ``zoo fit --help`` and recipe validation see them.
 
@@ -213,8 +215,12 @@ class CIFAR10DataModule(VisionDataModule):
         pin_memory: bool | None = None,
         seed: int | None = None,
         split_seed: int = 0,
+        sampler: Literal["random", "balanced"] = "random",
     ) -> None:
         super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed)
+        self.sampler = check_sampler(sampler)
+        if on_device and sampler == "balanced":
+            raise ConfigError("on_device=True orders the training images itself; use sampler: balanced without it")
         if on_device and augment and (auto_augment is not None or random_erasing):
             raise ConfigError(
                 "on_device=True augments with random crops and flips only; it cannot apply "
@@ -342,6 +348,8 @@ class ImageFolderDataModule(VisionDataModule):
         check_images: At set-up, check each image's header and, for JPEG and PNG, its end, so that a file that
             is not an image or was cut short is named before training starts (about 2 s per 60,000 small
             JPEGs; see :mod:`zoo.data.image_check`). Off, a bad image stops the epoch that reads it.
+        sampler: ``random`` (a shuffled epoch) or ``balanced`` (each class drawn about equally often, with
+            replacement; for skewed classes), see :class:`zoo.data.sampling.ResumableSampler`.
         batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed: See
             :class:`VisionDataModule`.
 
@@ -376,8 +384,10 @@ class ImageFolderDataModule(VisionDataModule):
         pin_memory: bool | None = None,
         seed: int | None = None,
         split_seed: int = 0,
+        sampler: Literal["random", "balanced"] = "random",
     ) -> None:
         super().__init__(batch_size, eval_batch_size, val_split, num_workers, pin_memory, seed, split_seed)
+        self.sampler = check_sampler(sampler)
         if in_chans not in (1, 3):
             raise ConfigError(f"in_chans must be 1 (greyscale) or 3 (RGB), got {in_chans}")
         self.root = data_root(root)

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
@@ -18,6 +18,7 @@ from zoo.data.facts import DataFacts, tokenizer_spec
 from zoo.errors import ConfigError, DataError
 from zoo.registry import model_info
 from zoo.tasks.base import BackboneCall, ZooTask, backbone_attribute
+from zoo.tasks.losses import LOSSES, balanced_weights, classification_loss
 from zoo.tasks.signature import ImageInput, InferenceSignature, TensorSpec, TextInput
 
 __all__ = ["ClassificationTask", "ImageClassifier", "TextClassifier"]
@@ -35,19 +36,70 @@ class ClassificationTask(ZooTask):
 
     Args:
         backbone: Registry name or module.
-        label_smoothing: Label smoothing of the cross-entropy loss, in ``[0, 1)``.
+        label_smoothing: Label smoothing of the loss, in ``[0, 1)``.
+        loss: ``cross_entropy``, or ``focal`` for skewed classes (:mod:`zoo.tasks.losses`).
+        focal_gamma: The focal loss's focusing parameter (0 makes it cross-entropy).
+        class_weights: Per-class loss weights: ``balanced`` (inverse training-class frequency, from the data
+            module's class counts) or one weight per class.
         **common: The arguments of :class:`~zoo.tasks.ZooTask` (optimizer, scheduler, compile, ...).
     """
 
     supports_soft_targets = True
     default_monitor = ("val/acc1", "max")
 
-    def __init__(self, backbone: str | nn.Module, *, label_smoothing: float = 0.0, **common: Any) -> None:
+    def __init__(
+        self,
+        backbone: str | nn.Module,
+        *,
+        label_smoothing: float = 0.0,
+        loss: Literal["cross_entropy", "focal"] = "cross_entropy",
+        focal_gamma: float = 2.0,
+        class_weights: Literal["balanced"] | list[float] | None = None,
+        **common: Any,
+    ) -> None:
         if not 0 <= label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if loss not in LOSSES:
+            raise ConfigError(f"loss {loss!r}: choose one of {', '.join(LOSSES)}")
+        if focal_gamma < 0:
+            raise ConfigError(f"focal_gamma must be >= 0, got {focal_gamma}")
+        if isinstance(class_weights, str) and class_weights != "balanced":
+            raise ConfigError(f"class_weights {class_weights!r}: give 'balanced' or one weight per class")
+        if isinstance(class_weights, list) and any(not w >= 0 for w in class_weights):
+            raise ConfigError(f"class_weights must be >= 0, got {class_weights}")
         super().__init__(backbone, **common)
         self.label_smoothing = label_smoothing
+        self.loss_name, self.focal_gamma, self.class_weights = loss, focal_gamma, class_weights
+        self._loss_weight: torch.Tensor | None = None
         self.temperature = 1.0  # set from a calibrated checkpoint (zoo evaluate --calibrate)
+
+    def loss_weight(self) -> torch.Tensor | None:
+        """The per-class loss weights ``(C,)``: the given ones, or "balanced" from the training class counts.
+
+        Raises:
+            ConfigError: When the number of weights is not the number of classes, or "balanced" cannot be
+                computed because the data module does not report its training class counts.
+        """
+        if self._loss_weight is not None or self.class_weights is None:
+            return self._loss_weight
+        if self.class_weights == "balanced":
+            data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            counts = ((data.fingerprint() if hasattr(data, "fingerprint") else {}).get("class_counts") or {}).get(
+                "train"
+            )
+            if not counts:
+                raise ConfigError(
+                    "class_weights: balanced needs the training split's class counts, which this data module does "
+                    "not report; give one weight per class instead"
+                )
+            counts = list(counts) + [0] * ((self.num_classes or 0) - len(counts))
+            weight = balanced_weights(counts)
+        else:
+            weight = torch.tensor(self.class_weights, dtype=torch.float32)
+        if weight.numel() != self.num_classes:
+            raise ConfigError(f"class_weights: {weight.numel()} weights for {self.num_classes} classes")
+        self._loss_weight = weight.to(self.device)
+        return self._loss_weight
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(..., C)``: the softmax of the logits divided by the fitted temperature (else 1)."""
@@ -85,14 +137,42 @@ class ClassificationTask(ZooTask):
         """
         self.val_metrics.reset()
         self.test_metrics.reset()
+        self._warn_of_imbalance()
+
+    def _training_class_counts(self) -> list[int] | None:
+        data = getattr(self.trainer, "datamodule", None)
+        if not hasattr(data, "fingerprint"):
+            return None
+        return ((data.fingerprint().get("class_counts") or {}).get("train")) or None
+
+    def _warn_of_imbalance(self) -> None:
+        """Warn when the training classes are skewed beyond 10:1 and nothing in the recipe accounts for it."""
+        data = getattr(self.trainer, "datamodule", None)
+        handled = self.class_weights is not None or self.loss_name != "cross_entropy"
+        if handled or getattr(data, "sampler", "random") == "balanced":
+            return
+        counts = self._training_class_counts()
+        if not counts or len(counts) < 2:
+            return
+        ratio = max(counts) / max(min(counts), 1)
+        if min(counts) == 0 or ratio > 10:
+            rank_zero_warn(
+                f"the training classes are skewed {ratio:.0f}:1 (smallest class {min(counts)} examples, largest "
+                f"{max(counts)}); consider class_weights: balanced, loss: focal, or the data module's sampler: "
+                "balanced, and judge the run by macro F1 (zoo evaluate), not accuracy"
+            )
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy; ``targets`` are ``(B,)`` indices (label-smoothed) or ``(B, C)`` probabilities.
+        """Cross-entropy or focal loss, with the class weights; ``targets`` are ``(B,)`` or ``(B, C)``.
 
-        Probability targets are used as given: whoever made them (e.g. mixup) already applied the smoothing.
+        Index targets are label-smoothed; probability targets are used as given: whoever made them (e.g. mixup)
+        already applied the smoothing.
         """
         smoothing = 0.0 if targets.is_floating_point() else self.label_smoothing
-        return F.cross_entropy(logits, targets, label_smoothing=smoothing)
+        weight = self.loss_weight()
+        if weight is not None and weight.device != logits.device:
+            weight = self._loss_weight = weight.to(logits.device)
+        return classification_loss(logits, targets, self.loss_name, weight, smoothing, self.focal_gamma)
 
     def logits_and_targets(self, batch: Any, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(B, C)`` and targets ``(B,)`` or ``(B, C)`` of a batch in ``stage`` (train, val, test)."""
@@ -171,7 +251,8 @@ class ImageClassifier(ClassificationTask):
             ``num_classes``. Recipes get it linked from the data module.
         in_chans: Input channels, linked from the data module like ``num_classes``.
         backbone_kwargs: Extra builder arguments for a registry name (``drop_path_rate``, ...).
-        label_smoothing: Label smoothing of the cross-entropy loss, in ``[0, 1)``.
+        label_smoothing: Label smoothing of the loss, in ``[0, 1)``.
+        loss, focal_gamma, class_weights: The loss for skewed classes, as in :class:`ClassificationTask`.
         optimizer, lr_scheduler, lr_scheduler_interval, compile, channels_last, layer_decay: See
             :class:`~zoo.tasks.ZooTask`.
 
@@ -188,6 +269,9 @@ class ImageClassifier(ClassificationTask):
         in_chans: int = 3,
         backbone_kwargs: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        loss: Literal["cross_entropy", "focal"] = "cross_entropy",
+        focal_gamma: float = 2.0,
+        class_weights: Literal["balanced"] | list[float] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -198,6 +282,9 @@ class ImageClassifier(ClassificationTask):
         super().__init__(
             backbone,
             label_smoothing=label_smoothing,
+            loss=loss,
+            focal_gamma=focal_gamma,
+            class_weights=class_weights,
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
@@ -300,8 +387,8 @@ class TextClassifier(ClassificationTask):
         vocab_size: Token ids the encoder embeds; linked from the data module's tokenizer for a from-scratch
             encoder, ignored for ``hf/`` models, whose vocabulary comes with them.
         backbone_kwargs: Extra configuration for a from-scratch encoder (``num_hidden_layers``, ...).
-        label_smoothing, optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay: As in
-            :class:`ImageClassifier`.
+        label_smoothing, loss, focal_gamma, class_weights, optimizer, lr_scheduler, lr_scheduler_interval, compile,
+            layer_decay: As in :class:`ImageClassifier`.
 
     Shapes:
         ``forward``: ``input_ids (B, L)``, ``attention_mask (B, L)`` -> logits ``(B, num_classes)``.
@@ -317,6 +404,9 @@ class TextClassifier(ClassificationTask):
         vocab_size: int | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        loss: Literal["cross_entropy", "focal"] = "cross_entropy",
+        focal_gamma: float = 2.0,
+        class_weights: Literal["balanced"] | list[float] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -326,6 +416,9 @@ class TextClassifier(ClassificationTask):
         super().__init__(
             backbone,
             label_smoothing=label_smoothing,
+            loss=loss,
+            focal_gamma=focal_gamma,
+            class_weights=class_weights,
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
