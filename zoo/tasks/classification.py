@@ -18,6 +18,7 @@ from zoo.data.facts import DataFacts, tokenizer_spec
 from zoo.errors import ConfigError, DataError
 from zoo.registry import model_info
 from zoo.tasks.base import BackboneCall, ZooTask, backbone_attribute
+from zoo.tasks.eval_metrics import check_metric_names, extra_metrics
 from zoo.tasks.losses import LOSSES, balanced_weights, classification_loss
 from zoo.tasks.signature import ImageInput, InferenceSignature, TensorSpec, TextInput
 
@@ -41,6 +42,8 @@ class ClassificationTask(ZooTask):
         focal_gamma: The focal loss's focusing parameter (0 makes it cross-entropy).
         class_weights: Per-class loss weights: ``balanced`` (inverse training-class frequency, from the data
             module's class counts) or one weight per class.
+        metrics: Figures to log beside accuracy in validation and test (:data:`~zoo.tasks.eval_metrics.EXTRA_METRICS`:
+            ``f1_macro``, ``auroc``, ``ece``, ...).
         **common: The arguments of :class:`~zoo.tasks.ZooTask` (optimizer, scheduler, compile, ...).
     """
 
@@ -55,6 +58,7 @@ class ClassificationTask(ZooTask):
         loss: Literal["cross_entropy", "focal"] = "cross_entropy",
         focal_gamma: float = 2.0,
         class_weights: Literal["balanced"] | list[float] | None = None,
+        metrics: list[str] | None = None,
         **common: Any,
     ) -> None:
         if not 0 <= label_smoothing < 1:
@@ -67,6 +71,7 @@ class ClassificationTask(ZooTask):
             raise ConfigError(f"class_weights {class_weights!r}: give 'balanced' or one weight per class")
         if isinstance(class_weights, list) and any(not w >= 0 for w in class_weights):
             raise ConfigError(f"class_weights must be >= 0, got {class_weights}")
+        self.extra_metric_names = check_metric_names(metrics)
         super().__init__(backbone, **common)
         self.label_smoothing = label_smoothing
         self.loss_name, self.focal_gamma, self.class_weights = loss, focal_gamma, class_weights
@@ -118,6 +123,7 @@ class ClassificationTask(ZooTask):
         top_k = {"acc1": 1, "acc5": 5} if self.num_classes > 5 else {"acc1": 1}
         eval_metrics = MetricCollection(
             {name: MulticlassAccuracy(self.num_classes, top_k=k, average="micro") for name, k in top_k.items()}
+            | extra_metrics(self.extra_metric_names, self.num_classes)
         )
         self.train_metrics = MetricCollection(
             {"acc1": MulticlassAccuracy(self.num_classes, average="micro")}, prefix="train/"
@@ -253,6 +259,7 @@ class ImageClassifier(ClassificationTask):
         backbone_kwargs: Extra builder arguments for a registry name (``drop_path_rate``, ...).
         label_smoothing: Label smoothing of the loss, in ``[0, 1)``.
         loss, focal_gamma, class_weights: The loss for skewed classes, as in :class:`ClassificationTask`.
+        metrics: Figures logged beside accuracy, as in :class:`ClassificationTask`.
         optimizer, lr_scheduler, lr_scheduler_interval, compile, channels_last, layer_decay: See
             :class:`~zoo.tasks.ZooTask`.
 
@@ -272,6 +279,7 @@ class ImageClassifier(ClassificationTask):
         loss: Literal["cross_entropy", "focal"] = "cross_entropy",
         focal_gamma: float = 2.0,
         class_weights: Literal["balanced"] | list[float] | None = None,
+        metrics: list[str] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -285,6 +293,7 @@ class ImageClassifier(ClassificationTask):
             loss=loss,
             focal_gamma=focal_gamma,
             class_weights=class_weights,
+            metrics=metrics,
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
@@ -387,8 +396,8 @@ class TextClassifier(ClassificationTask):
         vocab_size: Token ids the encoder embeds; linked from the data module's tokenizer for a from-scratch
             encoder, ignored for ``hf/`` models, whose vocabulary comes with them.
         backbone_kwargs: Extra configuration for a from-scratch encoder (``num_hidden_layers``, ...).
-        label_smoothing, loss, focal_gamma, class_weights, optimizer, lr_scheduler, lr_scheduler_interval, compile,
-            layer_decay: As in :class:`ImageClassifier`.
+        label_smoothing, loss, focal_gamma, class_weights, metrics, optimizer, lr_scheduler, lr_scheduler_interval,
+            compile, layer_decay: As in :class:`ImageClassifier`.
 
     Shapes:
         ``forward``: ``input_ids (B, L)``, ``attention_mask (B, L)`` -> logits ``(B, num_classes)``.
@@ -407,6 +416,7 @@ class TextClassifier(ClassificationTask):
         loss: Literal["cross_entropy", "focal"] = "cross_entropy",
         focal_gamma: float = 2.0,
         class_weights: Literal["balanced"] | list[float] | None = None,
+        metrics: list[str] | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -419,6 +429,7 @@ class TextClassifier(ClassificationTask):
             loss=loss,
             focal_gamma=focal_gamma,
             class_weights=class_weights,
+            metrics=metrics,
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,

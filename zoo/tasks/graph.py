@@ -89,8 +89,8 @@ class NodeClassifier(_GraphTask):
         in_channels: Node feature size; linked from the data module.
         num_classes: Output classes; linked from the data module.
         backbone_kwargs: Extra builder arguments (``hidden_channels``, ``dropout``, ...).
-        label_smoothing, loss, focal_gamma, class_weights, optimizer, lr_scheduler, lr_scheduler_interval, compile,
-            layer_decay: As in ``ImageClassifier``.
+        label_smoothing, loss, focal_gamma, class_weights, metrics, optimizer, lr_scheduler, lr_scheduler_interval,
+            compile, layer_decay: As in ``ImageClassifier``.
 
     Shapes:
         ``forward``: ``x (N, in_channels)``, ``edge_index (2, E)`` -> ``(N, num_classes)``.
@@ -108,6 +108,7 @@ class NodeClassifier(_GraphTask):
         loss: Literal["cross_entropy", "focal"] = "cross_entropy",
         focal_gamma: float = 2.0,
         class_weights: Literal["balanced"] | list[float] | None = None,
+        metrics: list[str] | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -123,6 +124,7 @@ class NodeClassifier(_GraphTask):
             loss=loss,
             focal_gamma=focal_gamma,
             class_weights=class_weights,
+            metrics=metrics,
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
@@ -201,8 +203,8 @@ class GraphClassifier(_GraphTask):
 
     Args:
         backbone: Registry name of a graph model (``"gin"``) or a module taking ``(x, edge_index, batch)``.
-        in_channels, num_classes, backbone_kwargs, label_smoothing, loss, focal_gamma, class_weights, optimizer,
-            lr_scheduler, lr_scheduler_interval, compile, layer_decay: As in :class:`NodeClassifier`.
+        in_channels, num_classes, backbone_kwargs, label_smoothing, loss, focal_gamma, class_weights, metrics,
+            optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay: As in :class:`NodeClassifier`.
 
     Shapes:
         ``forward``: ``x (N, in_channels)``, ``edge_index (2, E)``, ``batch (N,)`` -> ``(G, num_classes)``.
@@ -220,6 +222,7 @@ class GraphClassifier(_GraphTask):
         loss: Literal["cross_entropy", "focal"] = "cross_entropy",
         focal_gamma: float = 2.0,
         class_weights: Literal["balanced"] | list[float] | None = None,
+        metrics: list[str] | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -235,6 +238,7 @@ class GraphClassifier(_GraphTask):
             loss=loss,
             focal_gamma=focal_gamma,
             class_weights=class_weights,
+            metrics=metrics,
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
