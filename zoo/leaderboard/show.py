@@ -1,4 +1,8 @@
-"""Leaderboard rows -> mean ± std tables (Markdown) and a quality-versus-training-time plot per suite."""
+"""Leaderboard rows -> mean ± std tables (Markdown) and a quality-versus-training-time plot per suite.
+
+Each recipe's quality also gets a 95% t-interval over its seeds, and a mark against the suite's best recipe
+(same metric): Welch's t-test of the two recipes' seed values; a recipe is marked worse when p < 0.05.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 from zoo.errors import MissingExtraError
 
-__all__ = ["render_page", "summarise", "write_plot"]
+__all__ = ["compare_to_best", "render_page", "summarise", "t_interval", "write_plot"]
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -30,6 +34,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "metric": members[0]["quality"]["metric"],
                 "mean": statistics.mean(values),
                 "std": statistics.pstdev(values),
+                "values": values,
+                "interval": t_interval(values),
                 "seeds": sorted(r["seed"] for r in members),
                 "train_seconds": statistics.mean(seconds),
                 "params": members[0]["params"],
@@ -42,6 +48,43 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "command": members[0]["command"],
             }
         )
+    return compare_to_best(summary)
+
+
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The ``level`` Student-t interval of the mean of ``values`` (``None`` for fewer than two)."""
+    if len(values) < 2:
+        return None
+    from scipy import stats
+
+    mean, error = statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * error
+    return (mean - half, mean + half)
+
+
+def _lower_is_better(metric: str) -> bool:
+    return any(word in metric for word in ("loss", "fid", "perplexity", "error"))
+
+
+def compare_to_best(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``vs_best`` to each row: ``best``, ``not significant (p=...)`` or ``worse (p=...)``, per metric and budget.
+
+    The best row of a metric is the one with the best mean; the others are tested against it with Welch's
+    t-test over their seed values. Rows with a single seed cannot be tested (``-``).
+    """
+    from scipy import stats
+
+    for metric, budget in {(s["metric"], s["budget"]) for s in summary}:
+        rows = [s for s in summary if s["metric"] == metric and s["budget"] == budget]
+        best = (min if _lower_is_better(metric) else max)(rows, key=lambda s: s["mean"])
+        for row in rows:
+            if row is best:
+                row["vs_best"] = "best"
+            elif len(row["values"]) < 2 or len(best["values"]) < 2:
+                row["vs_best"] = "-"
+            else:
+                p = float(stats.ttest_ind(row["values"], best["values"], equal_var=False).pvalue)
+                row["vs_best"] = f"worse (p={p:.2g})" if p < 0.05 else f"not significant (p={p:.2g})"
     return summary
 
 
@@ -67,9 +110,9 @@ def _scale(value: float, metric: str) -> str:
 def render_table(summary: list[dict[str, Any]]) -> str:
     """The summary as a Markdown table."""
     lines = [
-        "| recipe | budget | device | quality, mean ± std | seeds | train time | params | train FLOPs/sample "
-        "| samples/s | peak memory | export | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | budget | device | quality, mean ± std | 95% interval | vs best | seeds | train time | params "
+        "| train FLOPs/sample | samples/s | peak memory | export | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         spread = f" ± {_scale(s['std'], s['metric'])}" if len(s["seeds"]) > 1 else ""  # one seed has no spread
@@ -77,8 +120,13 @@ def render_table(summary: list[dict[str, Any]]) -> str:
         flops = "-" if s["flops_per_sample"] is None else f"{s['flops_per_sample'] / 1e6:.1f}M"
         speed = "-" if s["samples_per_second"] is None else f"{s['samples_per_second']:.0f}"
         commit = f"`{(s['commit'] or '?')[:8]}`" + (" (dirty)" if s["dirty"] else "")
+        low_high = s.get("interval")
+        interval = (
+            "-" if low_high is None else f"[{_scale(low_high[0], s['metric'])}, {_scale(low_high[1], s['metric'])}]"
+        )
         lines.append(
-            f"| `{s['recipe']}` | {s['budget']} | {s['device']} | {quality} | {len(s['seeds'])} "
+            f"| `{s['recipe']}` | {s['budget']} | {s['device']} | {quality} | {interval} | {s.get('vs_best', '-')} "
+            f"| {len(s['seeds'])} "
             f"| {s['train_seconds']:.1f} s | {s['params'] / 1e6:.2f}M | {flops} | {speed} "
             f"| {s['peak_memory_mb']:.0f} MB | {s['export']} | {commit} |"
         )
@@ -129,8 +177,10 @@ def render_page(results: dict[str, list[dict[str, Any]]], page: Path, image_dir:
         "# Leaderboard",
         "",
         "Generated by `zoo leaderboard show` from `benchmarks/results/<suite>.jsonl`; do not edit by hand.",
-        "Each row is the mean ± standard deviation over the seeds run; every underlying run records the command",
-        "that reproduces it, the commit, the package versions and the hardware. Peak memory is GPU memory on a GPU",
+        "Each row is the mean ± standard deviation over the seeds run, with the 95% t-interval of the mean and,",
+        "against the suite's best recipe of the same budget, Welch's t-test over the seeds (worse: p < 0.05). Every",
+        "underlying run records the command that reproduces it, the commit, the package versions and the hardware.",
+        "Peak memory is GPU memory on a GPU",
         "and the process's peak resident memory on a CPU, sampled during the run (CPU rows from commits up to",
         "`dd5d72c8` hold the peak of the whole `zoo leaderboard run` process so far: an upper bound).",
         "",
