@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,18 @@ def run_evaluate_command(argv: list[str]) -> None:
         help="fit a temperature on the validation split, report calibration before and after, and write a "
         "calibrated copy of the checkpoint into --out",
     )  # fmt: skip
+    robust = parser.add_argument_group("robustness (image classifiers)")
+    robust.add_argument(
+        "--corruptions", action="store_true", help="accuracy under 15 common corruptions x 5 severities"
+    )
+    robust.add_argument("--corruption_types", nargs="+", default=None, help="only these corruption types")
+    robust.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], help="severities (1-5)")
+    robust.add_argument("--ood", default=None, help="score out-of-distribution images: noise, or a recipe's test data")
     _common(parser)
     args = parser.parse_args(argv)
     _check(parser, args)
+    if any(s not in (1, 2, 3, 4, 5) for s in args.severities):
+        parser.error(f"--severities must be between 1 and 5, got {args.severities}")
     from rich.console import Console
 
     from zoo.evaluation.classification import evaluate_classifier
@@ -89,6 +99,8 @@ def run_evaluate_command(argv: list[str]) -> None:
         calibrated = evaluate_classifier(predictions.logits / temperature, predictions.targets, predictions.labels,
                                          args.resamples, args.seed, args.level)  # fmt: skip
         header["calibration"]["after"] = {k: calibrated.metrics[k].as_dict() for k in ("ece", "mce", "nll", "brier")}
+    if args.corruptions or args.ood:
+        header["robustness"] = _robustness(args, loaded, data, out, console)
     files = write_report(report, out, header)
     console.print(format_table(report, f"{args.ckpt_path} on the {args.split} split ({report.examples} examples)"))
     if args.calibrate:
@@ -99,6 +111,39 @@ def run_evaluate_command(argv: list[str]) -> None:
             f"calibrated checkpoint: {calibration['checkpoint']}"
         )
     console.print("written: " + ", ".join(str(f) for f in files))
+
+
+def _robustness(args: argparse.Namespace, loaded: Any, data: Any, out: Path, console: Any) -> dict[str, Any]:
+    """Corruption accuracy and out-of-distribution scores; written to ``corruptions.json``/``.png``, ``ood.json``."""
+    from zoo.evaluation.robustness import corruption_accuracy, ood_images, ood_scores, test_batches, write_heatmap
+
+    batches = test_batches(loaded, data, args.limit_batches)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
+    if args.corruptions:
+        result = corruption_accuracy(loaded, batches, args.corruption_types, tuple(args.severities), args.seed)
+        (out / "corruptions.json").write_text(json.dumps(result, indent=2) + "\n")
+        with contextlib.suppress(ImportError):  # the heat map needs matplotlib (the evaluate extra)
+            write_heatmap(result, out / "corruptions.png")
+        summary["corruptions"] = {k: result[k] for k in ("clean", "mean_corruption_accuracy", "relative_drop")}
+        console.print(
+            f"corruptions: clean {100 * result['clean']:.2f}%, mean corrupted "
+            f"{100 * result['mean_corruption_accuracy']:.2f}% (relative drop {100 * result['relative_drop']:.1f}%); "
+            "worst: "
+            + ", ".join(f"{k} {100 * v:.1f}%" for k, v in sorted(result["per_type"].items(), key=lambda kv: kv[1])[:3])
+        )
+    if args.ood:
+        inside = [images for images, _ in batches]
+        result = ood_scores(loaded, inside, ood_images(args.ood, loaded, inside, args.seed))
+        result["source"] = args.ood
+        (out / "ood.json").write_text(json.dumps(result, indent=2) + "\n")
+        summary["ood"] = result
+        console.print(
+            f"out-of-distribution ({args.ood}): AUROC {result['msp']['auroc']:.4f} (max softmax), "
+            f"{result['energy']['auroc']:.4f} (energy); FPR at 95% TPR {result['msp']['fpr_at_95_tpr']:.4f}, "
+            f"{result['energy']['fpr_at_95_tpr']:.4f}"
+        )
+    return summary
 
 
 def default_out(ckpt_path: Path, split: str) -> Path:
