@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,26 @@ def test_what_zoo_evaluate_cannot_score_is_named(cora_runs: dict[str, object], t
         run_evaluate_command(["--ckpt_path", str(checkpoint), "--", "--data.init_args.no_such_key", "1"])
     with pytest.raises(SystemExit):  # argparse: "--resamples must be at least 1"
         run_evaluate_command(["--ckpt_path", str(checkpoint), "--resamples", "0"])
+
+
+def test_a_language_model_gets_perplexity_and_bits_per_byte_with_block_intervals(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    args = ["fit", "--config", str(repo / "recipes/shakespeare/gpt_nano.yaml"), "--trainer.max_steps", "5",
+            "--trainer.limit_val_batches", "3", "--trainer.default_root_dir", str(tmp_path), "--test_after_fit",
+            "false", *QUIET]  # fmt: skip
+    cli = ZooLightningCLI(args=args)
+    checkpoint = cli.trainer.checkpoint_callback.last_model_path
+    validated = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint, verbose=False)[0]
+    main(["evaluate", "--ckpt_path", checkpoint, "--limit_batches", "3", "--resamples", "200",
+          "--out", str(tmp_path / "eval")])  # fmt: skip
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    figures = report["metrics"]
+    assert report["split"] == "val" and report["bootstrap"]["unit"] == "block"
+    assert figures["loss"]["value"] == pytest.approx(validated["val/loss"], rel=1e-4)
+    assert figures["perplexity"]["value"] == pytest.approx(math.exp(figures["loss"]["value"]), rel=1e-6)
+    assert figures["bits_per_token"]["value"] == pytest.approx(figures["loss"]["value"] / math.log(2), rel=1e-6)
+    assert figures["bits_per_byte"]["value"] == pytest.approx(figures["bits_per_token"]["value"], rel=1e-6)  # chars
+    assert figures["loss"]["low"] < figures["loss"]["value"] < figures["loss"]["high"]
+    assert "perplexity" in capsys.readouterr().out

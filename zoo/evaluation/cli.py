@@ -15,7 +15,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, default=None, help="the recipe (default: the one the checkpoint recorded)"
     )
-    parser.add_argument("--split", default="test", choices=("test", "val"), help="the split to score (default: test)")
+    parser.add_argument(
+        "--split", default=None, choices=("test", "val"),
+        help="the split to score (default: test; val for language models)",
+    )  # fmt: skip
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the examples")
     parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     parser.add_argument("--level", type=float, default=0.95, help="the intervals' coverage")
@@ -82,8 +85,16 @@ def run_evaluate_command(argv: list[str]) -> None:
     from zoo.evaluation.predictions import build_data, collect_predictions, load_classifier
     from zoo.evaluation.report import format_table, write_report
 
-    loaded = load_classifier(args.ckpt_path, args.weights, _device(args.device))
+    loaded = load_classifier(args.ckpt_path, args.weights, _device(args.device), language=True)
     data = build_data(args.config, loaded, overrides)
+    from zoo.tasks.language_modeling import LanguageModel
+
+    if isinstance(loaded.task, LanguageModel):
+        if args.calibrate or args.corruptions or args.ood:
+            parser.error("--calibrate, --corruptions and --ood are for classifiers; this is a language model")
+        _evaluate_language_model(args, loaded, data)
+        return
+    args.split = args.split or "test"
     predictions = collect_predictions(loaded, data, args.split, args.limit_batches)
     out = args.out or default_out(args.ckpt_path, args.split)
     report = evaluate_classifier(predictions.logits, predictions.targets, predictions.labels, args.resamples,
@@ -111,6 +122,29 @@ def run_evaluate_command(argv: list[str]) -> None:
             f"calibrated checkpoint: {calibration['checkpoint']}"
         )
     console.print("written: " + ", ".join(str(f) for f in files))
+
+
+def _evaluate_language_model(args: argparse.Namespace, loaded: Any, data: Any) -> None:
+    """Loss, perplexity, bits per token and per byte with block-bootstrap intervals: report.json and a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from zoo.evaluation.language import evaluate_language_model
+
+    split = args.split or "val"
+    result = evaluate_language_model(loaded, data, split, args.resamples, args.seed, args.level, args.limit_batches)
+    out = args.out or default_out(args.ckpt_path, split)
+    out.mkdir(parents=True, exist_ok=True)
+    header = {"checkpoint": str(args.ckpt_path), "task": loaded.task_class, "weights": loaded.weights}
+    (out / "report.json").write_text(json.dumps({**header, **result}, indent=2) + "\n")
+    table = Table(title=f"{args.ckpt_path} on the {split} split ({result['tokens']} tokens, {result['blocks']} blocks)")
+    for column in ("figure", "value", f"{args.level:.0%} interval (blocks resampled)"):
+        table.add_column(column)
+    for name, figure in result["metrics"].items():
+        table.add_row(name.replace("_", " "), f"{figure['value']:.4f}", f"[{figure['low']:.4f}, {figure['high']:.4f}]")
+    console = Console()
+    console.print(table)
+    console.print(f"written: {out / 'report.json'}")
 
 
 def _robustness(args: argparse.Namespace, loaded: Any, data: Any, out: Path, console: Any) -> dict[str, Any]:
@@ -196,6 +230,7 @@ def run_compare_command(argv: list[str]) -> None:
     from zoo.evaluation.predictions import build_data, collect_predictions, load_classifier
 
     device = _device(args.device)
+    args.split = args.split or "test"
     first = load_classifier(args.a, args.weights, device)
     second = load_classifier(args.b, args.weights, device)
     data = build_data(args.config, first, overrides)

@@ -35,25 +35,29 @@ class Predictions:
     split: str
 
 
-def load_classifier(ckpt_path: str | os.PathLike[str], weights: str = "ema", device: str = "cpu") -> Any:
-    """The checkpoint's task, checked to be a classifier (:class:`zoo.checkpoints.LoadedCheckpoint`).
+def load_classifier(
+    ckpt_path: str | os.PathLike[str], weights: str = "ema", device: str = "cpu", language: bool = False
+) -> Any:
+    """The checkpoint's task, checked to be a classifier (or, with ``language``, a language model too).
 
     Raises:
-        UsageError: Naming the task when it is not a classifier, and what to use for it instead.
+        UsageError: Naming the task when zoo evaluate cannot score it, and what to use for it instead.
     """
     from zoo.checkpoints import load_checkpoint
     from zoo.tasks.classification import ClassificationTask
+    from zoo.tasks.language_modeling import LanguageModel
 
     loaded = load_checkpoint(ckpt_path, weights=weights, device=device)  # type: ignore[arg-type]
-    if not isinstance(loaded.task, ClassificationTask):
+    accepted = (ClassificationTask, LanguageModel) if language else (ClassificationTask,)
+    if not isinstance(loaded.task, accepted):
         kind = type(loaded.task).__name__
         instead = {
             "DiffusionModel": "its samples are measured by FID (zoo sample, benchmarks/fid_floor.py)",
-            "LanguageModel": "its validation loss is what `zoo test` reports",
+            "LanguageModel": "zoo evaluate reports its perplexity and bits per byte, not this",
         }.get(kind, "it has no classes to score")
         raise UsageError(
             f"{ckpt_path} holds a {kind}; zoo evaluate measures classifiers (image, text, node and graph "
-            f"classification): {instead}"
+            f"classification) and language models: {instead}"
         )
     return loaded
 
