@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from export.formats import read_metadata, runner
 from zoo.data.facts import tokenizer_from_spec
+from zoo.data.vision import preprocess_images
 from zoo.errors import CheckpointError, ConfigError, MissingFileError
 from zoo.tasks.signature import ImageInput, InferenceSignature, TextInput, TokenInput
 
@@ -85,31 +85,8 @@ class ExportedModel:
 
     def preprocess_images(self, images: Sequence[str | os.PathLike[str] | Any]) -> torch.Tensor:
         """Image files, PIL images or ``(H, W, C)`` uint8 arrays -> the normalised ``(N, C, S, S)`` batch."""
-        from PIL import Image
-
         pre: ImageInput = self._preprocessing(ImageInput, "images were given")
-        side, channels = pre.image_size, pre.in_chans
-        mean, std = pre.mean or (0.0,) * channels, pre.std or (1.0,) * channels
-        mode = "RGB" if channels == 3 else "L"
-        pictures = []
-        for item in images:
-            if isinstance(item, str | os.PathLike):
-                with Image.open(item) as opened:
-                    pictures.append(opened.convert(mode))
-            else:
-                pictures.append((Image.fromarray(item) if isinstance(item, np.ndarray) else item).convert(mode))
-        if pre.crop_pct is not None:  # the data's own evaluation transform
-            from zoo.data.vision import evaluation_transform
-
-            transform = evaluation_transform(side, pre.crop_pct, mean, std)
-            return torch.stack([transform(picture) for picture in pictures])
-        arrays = []
-        for picture in pictures:
-            if picture.size != (side, side):
-                picture = picture.resize((side, side), Image.Resampling.BILINEAR)
-            arrays.append(np.asarray(picture, dtype=np.uint8).reshape(side, side, channels))
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
-        return (batch - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+        return preprocess_images(pre, images)
 
     def predict(self, inputs: Sequence[str | os.PathLike[str] | Any], top_k: int = 5) -> list[list[tuple[str, float]]]:
         """Classify raw inputs: per input, the ``top_k`` ``(label, probability)`` pairs, most likely first.

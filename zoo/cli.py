@@ -36,6 +36,7 @@ OTHER_COMMANDS = {
     "tune": "search a recipe's hyperparameters from a sweep file (Optuna or Ray Tune; runs/sweeps/<name>)",
     "evaluate": "score a classifier checkpoint: per-class figures, calibration, intervals; --calibrate",
     "compare": "is checkpoint B better than A? paired bootstrap interval and McNemar's test",
+    "explain": "why an image classifier chose its class: an attribution overlay (Captum)",
     "tune-batch-size": "the largest training batch that fits, and throughput at each size tried",
     "lr-find": "learning-rate range test on a recipe: a plot and a suggested learning rate",
 }
@@ -53,6 +54,7 @@ _HANDLERS = {
     "tune": ("zoo.sweeps.cli", "run_tune_command"),
     "evaluate": ("zoo.evaluation.cli", "run_evaluate_command"),
     "compare": ("zoo.evaluation.cli", "run_compare_command"),
+    "explain": ("zoo.evaluation.explain", "run_explain_command"),
 }
 
 _HELP = """\

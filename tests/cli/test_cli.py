@@ -27,6 +27,7 @@ HEAVY = (
     "mlflow",
     "optuna",
     "ray",
+    "captum",
 )
 
 

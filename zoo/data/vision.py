@@ -36,6 +36,7 @@ __all__ = [
     "ImageFolderDataModule",
     "VisionDataModule",
     "evaluation_transform",
+    "preprocess_images",
 ]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -62,6 +63,49 @@ def evaluation_transform(image_size: int, crop_pct: float, mean: Sequence[float]
             v2.Normalize(list(mean), list(std)),
         ]
     )
+
+
+def preprocess_images(pre: Any, images: Sequence[Any], strict_channels: bool = False) -> torch.Tensor:
+    """Image files, PIL images or ``(H, W, C)`` uint8 arrays -> the normalised ``(N, C, S, S)`` batch a model takes.
+
+    ``pre`` is the task's :class:`~zoo.tasks.signature.ImageInput` (size, channels, normalisation, crop): with
+    ``crop_pct`` the data's own evaluation transform, else a resize to the square side. Images are converted
+    to the model's mode (RGB or greyscale) unless ``strict_channels``, where an image of another channel count
+    is refused (an explanation of a converted image would explain an image the user did not give).
+
+    Raises:
+        DataError: With ``strict_channels``, naming the image, its mode and the channels the model takes.
+    """
+    from PIL import Image
+
+    side, channels = pre.image_size, pre.in_chans
+    mean, std = pre.mean or (0.0,) * channels, pre.std or (1.0,) * channels
+    mode = "RGB" if channels == 3 else "L"
+    pictures = []
+    for item in images:
+        if isinstance(item, str | os.PathLike):
+            with Image.open(item) as opened:
+                opened.load()
+                picture = opened
+        else:
+            picture = Image.fromarray(item) if isinstance(item, np.ndarray) else item
+        if strict_channels and len(picture.getbands()) != channels:
+            name = item if isinstance(item, str | os.PathLike) else "an image"
+            raise DataError(
+                f"{name} has {len(picture.getbands())} channel(s) (mode {picture.mode}) but the model takes "
+                f"{channels} ({mode}); convert it first"
+            )
+        pictures.append(picture.convert(mode))
+    if pre.crop_pct is not None:  # the data's own evaluation transform
+        transform = evaluation_transform(side, pre.crop_pct, mean, std)
+        return torch.stack([transform(picture) for picture in pictures])
+    arrays = []
+    for picture in pictures:
+        if picture.size != (side, side):
+            picture = picture.resize((side, side), Image.Resampling.BILINEAR)
+        arrays.append(np.asarray(picture, dtype=np.uint8).reshape(side, side, channels))
+    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+    return (batch - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
 
 class ArrayImageDataset(Dataset):
