@@ -16,6 +16,7 @@ import torch
 
 from export.formats import read_metadata, runner
 from zoo.data.facts import tokenizer_from_spec
+from zoo.data.text_classification import encode_texts
 from zoo.data.vision import preprocess_images
 from zoo.errors import CheckpointError, ConfigError, MissingFileError
 from zoo.tasks.signature import ImageInput, InferenceSignature, TextInput, TokenInput
@@ -132,16 +133,7 @@ class ExportedModel:
         Special tokens are added, sequences are truncated to the model's ``max_length`` and padded to the longest.
         """
         pre: TextInput = self._preprocessing(TextInput, "texts were given")
-        tokenizer = self.tokenizer
-        longest = pre.max_length or self.signature.inputs[0].max_sizes["tokens"]
-        tokenizer.enable_truncation(int(longest))
-        pad = next((t for t in ("[PAD]", "<pad>") if tokenizer.token_to_id(t) is not None), None)
-        pad_id = tokenizer.token_to_id(pad) if pad is not None else 0
-        tokenizer.enable_padding(pad_id=pad_id, pad_token=pad or "[PAD]")
-        encoded = tokenizer.encode_batch(list(texts))
-        ids = torch.tensor([e.ids for e in encoded], dtype=torch.long)
-        mask = torch.tensor([e.attention_mask for e in encoded], dtype=torch.long)
-        return ids, mask
+        return encode_texts(self.tokenizer, texts, pre.max_length or self.signature.inputs[0].max_sizes["tokens"])
 
     def generate(
         self, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8, top_k: int | None = 200, seed: int = 0

@@ -71,3 +71,41 @@ def test_explain_writes_an_overlay_of_the_inputs_size(checkpoint: str, tmp_path:
     Image.new("L", (32, 32), 128).save(grey)
     with pytest.raises(DataError, match=r"grey.png has 1 channel\(s\) \(mode L\) but the model takes 3 \(RGB\)"):
         run_explain_command(["--ckpt_path", checkpoint, "--input", str(grey), "--out", str(tmp_path / "out")])
+    with pytest.raises(UsageError, match=r"--text explains text classifiers; .* holds a ImageClassifier"):
+        run_explain_command(["--ckpt_path", checkpoint, "--text", "a photo of a cat"])
+
+
+def test_a_text_classifier_gets_per_token_attributions(tmp_path: Path) -> None:
+    import csv
+
+    rows = [(t, "pos") for t in ("a wonderful film", "truly great acting", "I loved it")] * 8
+    rows += [(t, "neg") for t in ("a terrible film", "truly awful acting", "I hated it")] * 8
+    train = tmp_path / "train.csv"
+    with train.open("w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    torch.manual_seed(0)
+    cli = ZooLightningCLI(args=[
+        "fit", "--model", "zoo.tasks.TextClassifier", "--model.init_args.backbone", "bert_tiny",
+        "--data", "zoo.data.TextClassificationDataModule", "--data.init_args.train_file", str(train),
+        "--data.init_args.vocab_size", "120", "--data.init_args.batch_size", "8", "--trainer.max_epochs", "6",
+        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "runs"),
+    ])  # fmt: skip
+    checkpoint = cli.trainer.checkpoint_callback.last_model_path
+    run_explain_command(["--ckpt_path", checkpoint, "--text", "a wonderful film", "--out", str(tmp_path / "out")])
+    record = json.loads((tmp_path / "out" / "text0.json").read_text())
+    assert record["tokens"][0] == "[CLS]" and "wonderful" in record["tokens"]
+    assert len(record["attributions"]) == len(record["tokens"]) and record["relative_delta"] < 0.05
+    assert "<span" in (tmp_path / "out" / "text0.html").read_text()
+
+
+def test_attention_rollout_of_a_vision_transformer() -> None:
+    from zoo.evaluation.explain import attention_rollout
+    from zoo.tasks import ImageClassifier
+
+    task = ImageClassifier("vit_tiny_cifar", num_classes=10)
+    image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    heat = explain_image(task, image, "attention_rollout").attribution
+    assert heat.shape == (32, 32) and float(heat.min()) > 0  # every patch keeps some of the identity path
+    assert all(block.attn.fused_attn == task.backbone.blocks[0].attn.fused_attn for block in task.backbone.blocks)
+    with pytest.raises(UsageError, match="attention_rollout needs a vision transformer"):
+        attention_rollout(_Tiny().net, torch.zeros(1, 3, 8, 8))

@@ -20,7 +20,7 @@ from zoo.data.paths import cache_dir, cache_lock, data_root
 from zoo.errors import ConfigError, DataError, MissingFileError
 from zoo.files import atomic_write
 
-__all__ = ["TextClassificationDataModule", "read_labelled_text"]
+__all__ = ["TextClassificationDataModule", "encode_texts", "read_labelled_text"]
 
 _SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -258,3 +258,19 @@ def _train_wordpiece(texts: Sequence[str], vocab_size: int, path: Path) -> None:
     )
     with atomic_write(path, text=True) as f:
         f.write(wordpiece.to_str())
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Texts -> ``(input_ids, attention_mask)``, ``(N, L)`` each, with a Hugging Face ``tokenizers.Tokenizer``.
+
+    Special tokens are added, sequences truncated to ``max_length`` and padded to the longest, as a text
+    classifier's data module encodes them (export's ``predict`` and ``zoo explain`` use it).
+    """
+    tokenizer.enable_truncation(int(max_length))
+    pad = next((t for t in ("[PAD]", "<pad>") if tokenizer.token_to_id(t) is not None), None)
+    pad_id = tokenizer.token_to_id(pad) if pad is not None else 0
+    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad or "[PAD]")
+    encoded = tokenizer.encode_batch(list(texts))
+    ids = torch.tensor([e.ids for e in encoded], dtype=torch.long)
+    mask = torch.tensor([e.attention_mask for e in encoded], dtype=torch.long)
+    return ids, mask

@@ -1,10 +1,11 @@
-"""``zoo explain``: why an image classifier chose its class, as an attribution overlay (Captum).
+"""``zoo explain``: why a classifier chose its class, as an attribution overlay or per-token scores (Captum).
 
-Three of Captum's methods: Integrated Gradients (Sundararajan et al., 2017: gradients averaged along the path
+Four methods for images: Integrated Gradients (Sundararajan et al., 2017: gradients averaged along the path
 from a baseline, here the all-zero normalised image, i.e. the data's mean colour), saliency (the gradient's
-magnitude) and Grad-CAM (Selvaraju et al., 2017: the last convolution's activations weighted by their
-gradients). Integrated Gradients' attributions should sum to the change of the class score from the baseline
-to the image; Captum reports how far they are off (the convergence delta), and ``zoo explain`` refuses a result
+magnitude), Grad-CAM (Selvaraju et al., 2017: the last convolution's activations weighted by their gradients)
+and, for vision transformers, attention rollout (Abnar & Zuidema, 2020). Texts get Integrated Gradients on the
+token embeddings. Integrated Gradients' attributions should sum to the change of the class score from the
+baseline; Captum reports how far they are off (the convergence delta), and ``zoo explain`` refuses a result
 whose delta exceeds ``max_delta`` of that change rather than draw a misleading map: more ``steps`` fix it.
 
 Gradients need autograd, which Lightning's inference mode turns off; the explanation runs with it on.
@@ -22,9 +23,19 @@ from torch import nn
 
 from zoo.errors import MissingExtraError, UsageError
 
-__all__ = ["METHODS", "Explanation", "explain_image", "run_explain_command", "write_overlay"]
+__all__ = [
+    "METHODS",
+    "Explanation",
+    "TextExplanation",
+    "attention_rollout",
+    "explain_image",
+    "explain_text",
+    "run_explain_command",
+    "write_overlay",
+    "write_text_explanation",
+]
 
-METHODS = ("integrated_gradients", "saliency", "gradcam")
+METHODS = ("integrated_gradients", "saliency", "gradcam", "attention_rollout")
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,46 @@ def _last_conv(module: nn.Module) -> nn.Module:
             "--method integrated_gradients or saliency"
         )
     return convolutions[-1]
+
+
+def attention_rollout(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020) of a timm vision transformer: ``(H, W)`` relevance.
+
+    Each block's attention, averaged over heads and mixed half-and-half with the identity (the residual path),
+    is multiplied through the blocks; the class token's row over the patch tokens, as a grid, is upsampled to
+    the image. The attention is read from timm's unfused path (its ``attn_drop`` input), switched on for the call.
+
+    Raises:
+        UsageError: When the model has no timm attention layers.
+    """
+    from timm.models.vision_transformer import Attention
+
+    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    if not layers:
+        raise UsageError("attention_rollout needs a vision transformer (timm attention layers); use another --method")
+    maps: list[torch.Tensor] = []
+    fused = [layer.fused_attn for layer in layers]
+    hooks = [layer.attn_drop.register_forward_hook(lambda _m, _i, out: maps.append(out.detach())) for layer in layers]
+    try:
+        for layer in layers:
+            layer.fused_attn = False
+        with torch.inference_mode():
+            model(image)
+    finally:
+        for layer, was in zip(layers, fused, strict=True):
+            layer.fused_attn = was
+        for hook in hooks:
+            hook.remove()
+    tokens = maps[0].shape[-1]
+    rollout = torch.eye(tokens, device=image.device)
+    for attention in maps:
+        mixed = 0.5 * attention[0].mean(0) + 0.5 * torch.eye(tokens, device=image.device)
+        rollout = (mixed / mixed.sum(-1, keepdim=True)) @ rollout
+    prefix = getattr(model, "num_prefix_tokens", 1)
+    relevance = rollout[0, prefix:]
+    side = round(relevance.numel() ** 0.5)
+    grid = relevance.reshape(1, 1, side, side)
+    return torch.nn.functional.interpolate(grid, size=tuple(image.shape[-2:]), mode="bilinear")[0, 0]
 
 
 def explain_image(
@@ -102,6 +153,8 @@ def explain_image(
                     f"{delta:.4f} ({100 * relative:.1f}% > {100 * max_delta:.0f}%); raise --steps (now {steps})"
                 )
             heat = attribution.sum(1)[0]
+        elif method == "attention_rollout":
+            heat = attention_rollout(model, image)
         elif method == "saliency":
             heat = attr.Saliency(model).attribute(image, target=target, abs=True).amax(1)[0]
         else:
@@ -111,6 +164,97 @@ def explain_image(
     names = labels or [str(i) for i in range(probs.numel())]
     top = [(names[int(i)], float(probs[i])) for i in probs.argsort(descending=True)[:top_k]]
     return Explanation(method, target, heat.detach().float().cpu(), top, delta, relative)
+
+
+@dataclass(frozen=True)
+class TextExplanation:
+    """Per-token attributions ``(L,)`` of one text and class, with the tokens and the convergence delta."""
+
+    target: int
+    tokens: list[str]
+    attribution: torch.Tensor
+    top: list[tuple[str, float]]
+    delta: float
+    relative_delta: float
+
+
+def _token_embedding(model: nn.Module, vocab_size: int | None) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) and (vocab_size is None or module.num_embeddings >= vocab_size):
+            return module
+    raise UsageError("this text classifier has no token embedding layer to attribute to")
+
+
+def explain_text(
+    task: Any, text: str, target: int | None = None, steps: int = 64, max_delta: float = 0.05, top_k: int = 5
+) -> TextExplanation:
+    """Attribute a text classifier's class score to the tokens of ``text`` (Integrated Gradients on the embeddings).
+
+    The baseline replaces every token by the padding token, keeping the attention mask; a token's attribution is
+    its embedding's attributions summed. The same convergence check as for images applies.
+
+    Raises:
+        UsageError: When the convergence delta exceeds ``max_delta`` of the score change.
+    """
+    from zoo.data.facts import tokenizer_from_spec
+    from zoo.data.text_classification import encode_texts
+
+    attr = _captum()
+    signature = task.inference_signature()
+    tokenizer = tokenizer_from_spec(signature.preprocessing.tokenizer)
+    ids, mask = encode_texts(tokenizer, [text], signature.preprocessing.max_length)
+    pad = next((tokenizer.token_to_id(t) for t in ("[PAD]", "<pad>") if tokenizer.token_to_id(t) is not None), 0)
+    model = task.inference_module().eval()
+    device = next(model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    baseline = torch.full_like(ids, pad)
+    with torch.inference_mode(False), torch.enable_grad():
+        probs = model(ids, mask).softmax(-1)[0].detach()
+        target = int(probs.argmax()) if target is None else target
+        layer = attr.LayerIntegratedGradients(model, _token_embedding(model, getattr(task, "vocab_size", None)))
+        attribution, delta_t = layer.attribute(
+            ids, baselines=baseline, additional_forward_args=(mask,), target=target, n_steps=steps,
+            return_convergence_delta=True,
+        )  # fmt: skip
+        change = float(model(ids, mask)[0, target] - model(baseline, mask)[0, target])
+    delta = float(delta_t.abs().max())
+    relative = delta / max(abs(change), 1e-12)
+    if relative > max_delta:
+        raise UsageError(
+            f"Integrated Gradients did not converge: its attributions miss the score change ({change:.4f}) by "
+            f"{delta:.4f} ({100 * relative:.1f}% > {100 * max_delta:.0f}%); raise --steps (now {steps})"
+        )
+    labels = list(signature.labels) if signature.labels else [str(i) for i in range(probs.numel())]
+    top = [(labels[int(i)], float(probs[i])) for i in probs.argsort(descending=True)[:top_k]]
+    tokens = [tokenizer.id_to_token(int(i)) for i in ids[0]]
+    return TextExplanation(target, tokens, attribution.sum(-1)[0].detach().float().cpu(), top, delta, relative)
+
+
+def write_text_explanation(text: str, explanation: TextExplanation, out: Path, name: str) -> tuple[Path, Path]:
+    """The tokens coloured by their attribution (red for the class, blue against) as HTML, and a JSON record."""
+    import html
+
+    scale = float(explanation.attribution.abs().max()) or 1.0
+    spans = []
+    for token, score in zip(explanation.tokens, explanation.attribution.tolist(), strict=True):
+        alpha = min(abs(score) / scale, 1.0)
+        colour = f"rgba(220, 40, 40, {alpha:.2f})" if score >= 0 else f"rgba(40, 90, 220, {alpha:.2f})"
+        spans.append(f'<span title="{score:+.4f}" style="background:{colour};padding:2px">{html.escape(token)}</span>')
+    label = explanation.top[0][0] if explanation.top[0][0] else explanation.target
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / f"{name}.html"
+    page.write_text(
+        f"<html><body><p>class <b>{html.escape(str(label))}</b> "
+        f"({100 * explanation.top[0][1]:.1f}%); red: for it, blue: against</p><p>{' '.join(spans)}</p></body></html>\n"
+    )
+    record = out / f"{name}.json"
+    record.write_text(json.dumps({
+        "text": text, "target": explanation.target, "tokens": explanation.tokens,
+        "attributions": [round(v, 6) for v in explanation.attribution.tolist()],
+        "top": [{"label": label, "probability": round(p, 6)} for label, p in explanation.top],
+        "convergence_delta": explanation.delta, "relative_delta": explanation.relative_delta,
+    }, indent=2) + "\n")  # fmt: skip
+    return page, record
 
 
 def write_overlay(source: Path, explanation: Explanation, out: Path) -> tuple[Path, Path]:
@@ -151,7 +295,9 @@ def run_explain_command(argv: list[str]) -> None:
         "Integrated Gradients, saliency or Grad-CAM) and its top classes.",
     )
     parser.add_argument("--ckpt_path", type=Path, required=True)
-    parser.add_argument("--input", type=Path, nargs="+", required=True, help="image file(s)")
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", type=Path, nargs="+", help="image file(s), for an image classifier")
+    given.add_argument("--text", nargs="+", help="text(s), for a text classifier (Integrated Gradients per token)")
     parser.add_argument("--method", default="integrated_gradients", choices=METHODS)
     parser.add_argument("--target", type=int, default=None, help="class index to explain (default: the predicted)")
     parser.add_argument("--steps", type=int, default=64, help="Integrated Gradients' path steps")
@@ -165,6 +311,20 @@ def run_explain_command(argv: list[str]) -> None:
     from zoo.tasks.classification import ImageClassifier
 
     loaded = load_checkpoint(args.ckpt_path, weights=args.weights)
+    from zoo.tasks.classification import TextClassifier
+
+    if args.text is not None:
+        if not isinstance(loaded.task, TextClassifier):
+            raise UsageError(f"--text explains text classifiers; {args.ckpt_path} holds a {type(loaded.task).__name__}")
+        for index, text in enumerate(args.text):
+            explanation = explain_text(loaded.task, text, args.target, args.steps, args.max_delta)
+            page, _ = write_text_explanation(text, explanation, args.out, f"text{index}")
+            strongest = sorted(zip(explanation.attribution.tolist(), explanation.tokens, strict=True), reverse=True)[:3]
+            top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in explanation.top[:3])
+            print(
+                f"{text!r}: {top}; strongest tokens " + ", ".join(f"{t} {v:+.3f}" for v, t in strongest) + f" -> {page}"
+            )
+        return
     if not isinstance(loaded.task, ImageClassifier):
         raise UsageError(f"zoo explain draws attributions for image classifiers; {args.ckpt_path} holds a "
                          f"{type(loaded.task).__name__}")  # fmt: skip
