@@ -123,3 +123,21 @@ def test_a_language_model_gets_perplexity_and_bits_per_byte_with_block_intervals
     assert figures["bits_per_byte"]["value"] == pytest.approx(figures["bits_per_token"]["value"], rel=1e-6)  # chars
     assert figures["loss"]["low"] < figures["loss"]["value"] < figures["loss"]["high"]
     assert "perplexity" in capsys.readouterr().out
+
+
+def test_explain_a_node_draws_its_important_neighbourhood(cora_runs: dict[str, object], tmp_path: Path) -> None:
+    from torch_geometric.utils import k_hop_subgraph
+
+    from zoo.data import PlanetoidDataModule
+    from zoo.evaluation.explain import run_explain_command
+
+    checkpoint = str(cora_runs["good"])
+    run_explain_command(["--ckpt_path", checkpoint, "--node", "1701", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "node1701.integrated_gradients.json").read_text())
+    graph = PlanetoidDataModule(name="Cora").graph
+    near, _, _, _ = k_hop_subgraph(1701, 2, graph.edge_index)  # the GCN's two layers read two hops
+    assert result["edges"] and all(s in near.tolist() and t in near.tolist() for s, t, _ in result["edges"])
+    assert result["true"] == str(int(graph.y[1701])) and len(result["features"]) == 10
+    assert (tmp_path / "node1701.integrated_gradients.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(UsageError, match="--node 99999: the graph has nodes 0 to 2707"):
+        run_explain_command(["--ckpt_path", checkpoint, "--node", "99999", "--out", str(tmp_path)])

@@ -298,6 +298,10 @@ def run_explain_command(argv: list[str]) -> None:
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--input", type=Path, nargs="+", help="image file(s), for an image classifier")
     given.add_argument("--text", nargs="+", help="text(s), for a text classifier (Integrated Gradients per token)")
+    given.add_argument("--node", type=int, nargs="+", help="node index(es), for a node classifier (PyG's explain)")
+    parser.add_argument("--algorithm", default="integrated_gradients", choices=("integrated_gradients", "gnnexplainer"),
+                        help="for --node: Captum's Integrated Gradients or GNNExplainer")  # fmt: skip
+    parser.add_argument("--config", type=Path, default=None, help="for --node: the recipe (default: the recorded one)")
     parser.add_argument("--method", default="integrated_gradients", choices=METHODS)
     parser.add_argument("--target", type=int, default=None, help="class index to explain (default: the predicted)")
     parser.add_argument("--steps", type=int, default=64, help="Integrated Gradients' path steps")
@@ -313,6 +317,9 @@ def run_explain_command(argv: list[str]) -> None:
     loaded = load_checkpoint(args.ckpt_path, weights=args.weights)
     from zoo.tasks.classification import TextClassifier
 
+    if args.node is not None:
+        _explain_nodes(args, loaded)
+        return
     if args.text is not None:
         if not isinstance(loaded.task, TextClassifier):
             raise UsageError(f"--text explains text classifiers; {args.ckpt_path} holds a {type(loaded.task).__name__}")
@@ -339,3 +346,21 @@ def run_explain_command(argv: list[str]) -> None:
         top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in explanation.top[:3])
         delta = "" if explanation.delta is None else f"; convergence delta {explanation.delta:.2e}"
         print(f"{source}: {top}{delta} -> {picture}")
+
+
+def _explain_nodes(args: Any, loaded: Any) -> None:
+    from zoo.evaluation.explain_graph import explain_node, write_node_explanation
+    from zoo.evaluation.predictions import build_data
+    from zoo.tasks.graph import NodeClassifier
+
+    if not isinstance(loaded.task, NodeClassifier):
+        raise UsageError(f"--node explains node classifiers; {args.ckpt_path} holds a {type(loaded.task).__name__}")
+    data = build_data(args.config, loaded, [])
+    data.prepare_data()
+    data.setup("test")
+    graph = next(iter(data.test_dataloader()))
+    for node in args.node:
+        result = explain_node(loaded.task, graph, node, args.algorithm)
+        picture, _ = write_node_explanation(result, args.out)
+        top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in result["probabilities"][:3])
+        print(f"node {node} (true {result['true']}): {top}; {len(result['edges'])} edges kept -> {picture}")
