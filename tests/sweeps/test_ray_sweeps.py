@@ -126,7 +126,7 @@ def test_bad_ray_sweeps_are_refused_before_ray_starts(
         run_ray_sweep(spec, 2, "c", FEW_STEPS, tmp_path, 0, RayOptions())
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # a Ray Train run of two DDP workers takes about 30 s on 2 cores: kept out of CI's budget
 def test_a_trial_trains_data_parallel_on_ray_train_workers(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
