@@ -93,7 +93,8 @@ class ExportedModel:
         """Classify raw inputs: per input, the ``top_k`` ``(label, probability)`` pairs, most likely first.
 
         Inputs are image files, PIL images or uint8 arrays for an image classifier, and strings for a text
-        classifier (the signature's preprocessing says which).
+        classifier (the signature's preprocessing says which). The probabilities are the softmax of the logits
+        divided by the checkpoint's calibrated temperature, when it has one.
 
         Raises:
             ValueError: For no inputs, a single input not in a list, or a model whose raw input is neither images
@@ -109,11 +110,16 @@ class ExportedModel:
             logits = self(self.preprocess_images(inputs))
         else:
             raise self._wrong_input("predict() classifies images or texts")
-        probabilities = logits.float().softmax(dim=-1)
+        probabilities = (logits.float() / self.temperature).softmax(dim=-1)
         values, indices = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
         names = self.labels or [str(i) for i in range(probabilities.shape[-1])]
         return [[(names[i], float(p)) for p, i in zip(row_p, row_i, strict=True)]
                 for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)]  # fmt: skip
+
+    @property
+    def temperature(self) -> float:
+        """The temperature ``zoo evaluate --calibrate`` fitted into the checkpoint (1.0 when uncalibrated)."""
+        return float((self.metadata.get("calibration") or {}).get("temperature", 1.0))
 
     # Text ------------------------------------------------------------------------------------------------
 

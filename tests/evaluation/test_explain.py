@@ -109,3 +109,22 @@ def test_attention_rollout_of_a_vision_transformer() -> None:
     assert all(block.attn.fused_attn == task.backbone.blocks[0].attn.fused_attn for block in task.backbone.blocks)
     with pytest.raises(UsageError, match="attention_rollout needs a vision transformer"):
         attention_rollout(_Tiny().net, torch.zeros(1, 3, 8, 8))
+
+
+def test_an_exported_calibrated_checkpoint_predicts_with_its_temperature(
+    checkpoint: str, tmp_path: Path, extract_images
+) -> None:
+    from export import export_checkpoint, load
+    from zoo.evaluation.cli import run_evaluate_command
+
+    run_evaluate_command(["--ckpt_path", checkpoint, "--calibrate", "--limit_batches", "2", "--resamples", "10",
+                          "--out", str(tmp_path / "eval")])  # fmt: skip
+    report = export_checkpoint(tmp_path / "eval" / "calibrated.ckpt", tmp_path / "exported", formats=("onnx",))
+    assert report.ok, report.table()
+    model = load(tmp_path / "exported" / report.rows[0]["file"])
+    temperature = json.loads((tmp_path / "eval" / "report.json").read_text())["calibration"]["temperature"]
+    assert model.temperature == pytest.approx(temperature) and model.metadata["calibration"]["fitted_on"] == "val"
+    image = next(extract_images(tmp_path / "tree", per_class=1, splits=("test",)).glob("test/*/*"))
+    logits = model(model.preprocess_images([image])).float()
+    expected = (logits / temperature).softmax(-1).max().item()
+    assert model.predict([image], top_k=1)[0][0][1] == pytest.approx(expected, rel=1e-5)
