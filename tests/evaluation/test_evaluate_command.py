@@ -12,7 +12,7 @@ import torch
 from zoo.checkpoints import load_checkpoint
 from zoo.cli import main
 from zoo.errors import ConfigError, UsageError
-from zoo.evaluation.cli import run_evaluate_command
+from zoo.evaluation.cli import run_compare_command, run_evaluate_command
 from zoo.lightning_cli import ZooLightningCLI
 from zoo.tasks import DiffusionModel
 
@@ -81,13 +81,17 @@ def test_compare_finds_the_longer_run_better(cora_runs: dict[str, object], tmp_p
     assert result["verdict"] in capsys.readouterr().out
 
 
-def test_what_zoo_evaluate_cannot_score_is_named(cora_runs: dict[str, object], tmp_path: Path) -> None:
+def test_what_zoo_evaluate_cannot_score_is_named(cora_runs: dict[str, object], tmp_path: Path, repo: Path) -> None:
     diffusion = DiffusionModel("unet_tiny", image_size=16, num_classes=3, conditional=True)
     path = tmp_path / "ddpm.ckpt"
     hparams = {"_class_path": "zoo.tasks.DiffusionModel", **dict(diffusion.hparams)}
     torch.save({"state_dict": diffusion.state_dict(), "hyper_parameters": hparams}, path)
     with pytest.raises(UsageError, match="holds a DiffusionModel; zoo evaluate measures classifiers"):
-        run_evaluate_command(["--ckpt_path", str(path)])
+        run_compare_command([str(path), str(path)])  # per-class figures and McNemar need classes
+    with pytest.raises(SystemExit):  # "--calibrate, --corruptions and --ood are for classifiers"
+        run_evaluate_command(
+            ["--ckpt_path", str(path), "--calibrate", "--config", str(repo / "recipes/shapes/ddpm_tiny.yaml")]
+        )
     checkpoint = cora_runs["good"]
     assert isinstance(checkpoint, Path)
     bare = tmp_path / "bare.ckpt"
@@ -141,3 +145,22 @@ def test_explain_a_node_draws_its_important_neighbourhood(cora_runs: dict[str, o
     assert (tmp_path / "node1701.integrated_gradients.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(UsageError, match="--node 99999: the graph has nodes 0 to 2707"):
         run_explain_command(["--ckpt_path", checkpoint, "--node", "99999", "--out", str(tmp_path)])
+
+
+def test_a_diffusion_model_gets_its_fid_with_an_interval_over_sample_sets(repo: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    diffusion = DiffusionModel("unet_tiny", image_size=16, num_classes=3, conditional=True, sample_steps=2)
+    path = tmp_path / "ddpm.ckpt"
+    hparams = {"_class_path": "zoo.tasks.DiffusionModel", **dict(diffusion.hparams)}
+    torch.save({"state_dict": diffusion.state_dict(), "hyper_parameters": hparams}, path)
+    args = ["--ckpt_path", str(path), "--config", str(repo / "recipes/shapes/ddpm_tiny.yaml"), "--sample_sets", "3",
+            "--num_images", "16", "--limit_batches", "1", "--out", str(tmp_path / "eval")]  # fmt: skip
+    run_evaluate_command(args)
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["metric"] == "fid_zoo_classifier" and report["sample_sets"] == 3 and report["seeds"] == [0, 1, 2]
+    values = report["values"]
+    assert len(values) == 3 and all(math.isfinite(v) and v > 0 for v in values) and len(set(values)) == 3
+    assert report["interval"][0] < report["mean"] < report["interval"][1]
+    assert report["mean"] == pytest.approx(sum(values) / 3, abs=1e-5)
+    run_evaluate_command([*args[:-1], str(tmp_path / "again")])
+    assert json.loads((tmp_path / "again" / "report.json").read_text())["values"] == values  # seeded

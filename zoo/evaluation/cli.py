@@ -67,6 +67,13 @@ def run_evaluate_command(argv: list[str]) -> None:
         help="fit a temperature on the validation split, report calibration before and after, and write a "
         "calibrated copy of the checkpoint into --out",
     )  # fmt: skip
+    generative = parser.add_argument_group("diffusion models: FID over sample sets")
+    generative.add_argument(
+        "--sample_sets", type=int, default=5, help="independent sample sets (seeds seed, seed+1...)"
+    )
+    generative.add_argument("--num_images", type=int, default=500, help="images per sample set")
+    generative.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    generative.add_argument("--fid_features", default=None, help="as the model's fid_features (default: its own)")
     robust = parser.add_argument_group("robustness (image classifiers)")
     robust.add_argument(
         "--corruptions", action="store_true", help="accuracy under 15 common corruptions x 5 severities"
@@ -85,10 +92,16 @@ def run_evaluate_command(argv: list[str]) -> None:
     from zoo.evaluation.predictions import build_data, collect_predictions, load_classifier
     from zoo.evaluation.report import format_table, write_report
 
-    loaded = load_classifier(args.ckpt_path, args.weights, _device(args.device), language=True)
+    loaded = load_classifier(args.ckpt_path, args.weights, _device(args.device), language=True, generative=True)
     data = build_data(args.config, loaded, overrides)
+    from zoo.tasks.diffusion import DiffusionModel
     from zoo.tasks.language_modeling import LanguageModel
 
+    if isinstance(loaded.task, DiffusionModel):
+        if args.calibrate or args.corruptions or args.ood:
+            parser.error("--calibrate, --corruptions and --ood are for classifiers; this is a diffusion model")
+        _evaluate_diffusion_model(args, loaded, data)
+        return
     if isinstance(loaded.task, LanguageModel):
         if args.calibrate or args.corruptions or args.ood:
             parser.error("--calibrate, --corruptions and --ood are for classifiers; this is a language model")
@@ -145,6 +158,26 @@ def _evaluate_language_model(args: argparse.Namespace, loaded: Any, data: Any) -
     console = Console()
     console.print(table)
     console.print(f"written: {out / 'report.json'}")
+
+
+def _evaluate_diffusion_model(args: argparse.Namespace, loaded: Any, data: Any) -> None:
+    """FID over sample sets, with the t-interval of their mean: report.json and a line."""
+    from zoo.evaluation.generative import fid_over_sample_sets
+
+    split = args.split or "test"
+    result = fid_over_sample_sets(loaded, data, split, args.sample_sets, args.num_images, args.steps,
+                                  args.fid_features, args.seed, args.level, args.limit_batches)  # fmt: skip
+    out = args.out or default_out(args.ckpt_path, split)
+    out.mkdir(parents=True, exist_ok=True)
+    header = {"checkpoint": str(args.ckpt_path), "task": loaded.task_class, "weights": loaded.weights}
+    (out / "report.json").write_text(json.dumps({**header, **result}, indent=2) + "\n")
+    low, high = result["interval"]
+    print(
+        f"{result['metric']}: {result['mean']:.4f}, {args.level:.0%} interval [{low:.4f}, {high:.4f}] over "
+        f"{result['sample_sets']} sets of {result['images_per_set']} images (each: "
+        f"{', '.join(f'{v:.3f}' for v in result['values'])}) against {result['real_images']} {split} images"
+    )
+    print(f"written: {out / 'report.json'}")
 
 
 def _robustness(args: argparse.Namespace, loaded: Any, data: Any, out: Path, console: Any) -> dict[str, Any]:

@@ -36,23 +36,25 @@ class Predictions:
 
 
 def load_classifier(
-    ckpt_path: str | os.PathLike[str], weights: str = "ema", device: str = "cpu", language: bool = False
-) -> Any:
-    """The checkpoint's task, checked to be a classifier (or, with ``language``, a language model too).
+    ckpt_path: str | os.PathLike[str], weights: str = "ema", device: str = "cpu", language: bool = False,
+    generative: bool = False,
+) -> Any:  # fmt: skip
+    """The checkpoint's task, checked to be a classifier (or a language or diffusion model, when allowed).
 
     Raises:
         UsageError: Naming the task when zoo evaluate cannot score it, and what to use for it instead.
     """
     from zoo.checkpoints import load_checkpoint
     from zoo.tasks.classification import ClassificationTask
+    from zoo.tasks.diffusion import DiffusionModel
     from zoo.tasks.language_modeling import LanguageModel
 
     loaded = load_checkpoint(ckpt_path, weights=weights, device=device)  # type: ignore[arg-type]
-    accepted = (ClassificationTask, LanguageModel) if language else (ClassificationTask,)
+    accepted = (ClassificationTask, *((LanguageModel,) if language else ()), *((DiffusionModel,) if generative else ()))
     if not isinstance(loaded.task, accepted):
         kind = type(loaded.task).__name__
         instead = {
-            "DiffusionModel": "its samples are measured by FID (zoo sample, benchmarks/fid_floor.py)",
+            "DiffusionModel": "zoo evaluate reports its FID over sample sets, not this",
             "LanguageModel": "zoo evaluate reports its perplexity and bits per byte, not this",
         }.get(kind, "it has no classes to score")
         raise UsageError(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import MissingExtraError
+from zoo.stats import t_interval
 
 __all__ = ["compare_to_best", "render_page", "summarise", "t_interval", "write_plot"]
 
@@ -49,17 +50,6 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return compare_to_best(summary)
-
-
-def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
-    """The ``level`` Student-t interval of the mean of ``values`` (``None`` for fewer than two)."""
-    if len(values) < 2:
-        return None
-    from scipy import stats
-
-    mean, error = statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * error
-    return (mean - half, mean + half)
 
 
 def _lower_is_better(metric: str) -> bool:
