@@ -58,6 +58,22 @@ def _captum() -> Any:
     return captum.attr
 
 
+def _converged(delta: torch.Tensor, change: float, steps: int, max_delta: float) -> tuple[float, float]:
+    """Integrated Gradients' convergence delta, absolute and as a share of the score change; refused if too large.
+
+    Raises:
+        UsageError: When the share exceeds ``max_delta``, naming the change, the delta and the steps.
+    """
+    missed = float(delta.abs().max())
+    relative = missed / max(abs(change), 1e-12)
+    if relative > max_delta:
+        raise UsageError(
+            f"Integrated Gradients did not converge: its attributions miss the score change ({change:.4f}) by "
+            f"{missed:.4f} ({100 * relative:.1f}% > {100 * max_delta:.0f}%); raise --steps (now {steps})"
+        )
+    return missed, relative
+
+
 def _last_conv(module: nn.Module) -> nn.Module:
     convolutions = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
     if not convolutions:
@@ -145,13 +161,7 @@ def explain_image(
                 image, baselines=baseline, target=target, n_steps=steps, return_convergence_delta=True
             )
             change = float(model(image)[0, target] - model(baseline)[0, target])
-            delta = float(delta_t.abs().max())
-            relative = delta / max(abs(change), 1e-12)
-            if relative > max_delta:
-                raise UsageError(
-                    f"Integrated Gradients did not converge: its attributions miss the score change ({change:.4f}) by "
-                    f"{delta:.4f} ({100 * relative:.1f}% > {100 * max_delta:.0f}%); raise --steps (now {steps})"
-                )
+            delta, relative = _converged(delta_t, change, steps, max_delta)
             heat = attribution.sum(1)[0]
         elif method == "attention_rollout":
             heat = attention_rollout(model, image)
@@ -217,13 +227,7 @@ def explain_text(
             return_convergence_delta=True,
         )  # fmt: skip
         change = float(model(ids, mask)[0, target] - model(baseline, mask)[0, target])
-    delta = float(delta_t.abs().max())
-    relative = delta / max(abs(change), 1e-12)
-    if relative > max_delta:
-        raise UsageError(
-            f"Integrated Gradients did not converge: its attributions miss the score change ({change:.4f}) by "
-            f"{delta:.4f} ({100 * relative:.1f}% > {100 * max_delta:.0f}%); raise --steps (now {steps})"
-        )
+    delta, relative = _converged(delta_t, change, steps, max_delta)
     labels = list(signature.labels) if signature.labels else [str(i) for i in range(probs.numel())]
     top = [(labels[int(i)], float(probs[i])) for i in probs.argsort(descending=True)[:top_k]]
     tokens = [tokenizer.id_to_token(int(i)) for i in ids[0]]
