@@ -52,7 +52,7 @@ def test_ood_statistics_against_scikit_learn() -> None:
 
 
 def test_evaluate_measures_corruptions_and_out_of_distribution_images(
-    repo: Path, tmp_path: Path, quick_fit: list[str]
+    repo: Path, tmp_path: Path, quick_fit: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     torch.manual_seed(0)
     args = ["--trainer.max_steps", "10", "--trainer.default_root_dir", str(tmp_path / "runs")]
@@ -72,6 +72,8 @@ def test_evaluate_measures_corruptions_and_out_of_distribution_images(
     assert ood["inside"] == ood["outside"] == 64 and 0 <= ood["energy"]["auroc"] <= 1  # 2 test batches of 32
     report = json.loads((out / "report.json").read_text())
     assert report["robustness"]["corruptions"]["clean"] == result["clean"]
+    printed = capsys.readouterr().out  # the table: a row per type with its severities, mean and drop
+    assert "gaussian_noise" in printed and "accuracy under corruptions by severity" in printed and "drop" in printed
     with pytest.raises(
         UsageError, match=r"the --ood images are \(3, 16, 16\) .* but the test images are \(3, 32, 32\)"
     ):

@@ -182,7 +182,14 @@ def _evaluate_diffusion_model(args: argparse.Namespace, loaded: Any, data: Any) 
 
 def _robustness(args: argparse.Namespace, loaded: Any, data: Any, out: Path, console: Any) -> dict[str, Any]:
     """Corruption accuracy and out-of-distribution scores; written to ``corruptions.json``/``.png``, ``ood.json``."""
-    from zoo.evaluation.robustness import corruption_accuracy, ood_images, ood_scores, test_batches, write_heatmap
+    from zoo.evaluation.robustness import (
+        corruption_accuracy,
+        corruption_table,
+        ood_images,
+        ood_scores,
+        test_batches,
+        write_heatmap,
+    )
 
     batches = test_batches(loaded, data, args.limit_batches)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,12 +200,7 @@ def _robustness(args: argparse.Namespace, loaded: Any, data: Any, out: Path, con
         with contextlib.suppress(ImportError):  # the heat map needs matplotlib (the evaluate extra)
             write_heatmap(result, out / "corruptions.png")
         summary["corruptions"] = {k: result[k] for k in ("clean", "mean_corruption_accuracy", "relative_drop")}
-        console.print(
-            f"corruptions: clean {100 * result['clean']:.2f}%, mean corrupted "
-            f"{100 * result['mean_corruption_accuracy']:.2f}% (relative drop {100 * result['relative_drop']:.1f}%); "
-            "worst: "
-            + ", ".join(f"{k} {100 * v:.1f}%" for k, v in sorted(result["per_type"].items(), key=lambda kv: kv[1])[:3])
-        )
+        console.print(corruption_table(result))
     if args.ood:
         inside = [images for images, _ in batches]
         result = ood_scores(loaded, inside, ood_images(args.ood, loaded, inside, args.seed))

@@ -21,7 +21,7 @@ import torch
 from zoo.errors import UsageError
 from zoo.evaluation.corruptions import CORRUPTIONS, corrupt
 
-__all__ = ["corruption_accuracy", "ood_images", "ood_scores", "test_batches", "write_heatmap"]
+__all__ = ["corruption_accuracy", "corruption_table", "ood_images", "ood_scores", "test_batches", "write_heatmap"]
 
 
 def test_batches(loaded: Any, data: Any, limit_batches: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -216,3 +216,24 @@ def write_heatmap(result: dict[str, Any], path: Any) -> Any:
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
+
+
+def corruption_table(result: dict[str, Any]) -> Any:
+    """A rich table: accuracy per corruption type (rows, worst first) and severity, the type's mean and drop."""
+    from rich.table import Table
+
+    severities = result["severities"]
+    table = Table(
+        title=f"accuracy under corruptions by severity (clean {100 * result['clean']:.2f}%); drop: relative to clean",
+        title_justify="left",
+    )
+    table.add_column("corruption", no_wrap=True)
+    for column in (*(str(s) for s in severities), "mean", "drop"):
+        table.add_column(column, justify="right", no_wrap=True)
+    clean = result["clean"] or float("nan")
+    for name, mean in sorted(result["per_type"].items(), key=lambda item: item[1]):
+        cells = [f"{100 * result['accuracy'][name][s]:.1f}%" for s in severities]
+        table.add_row(name, *cells, f"{100 * mean:.1f}%", f"{100 * (1 - mean / clean):.1f}%")
+    overall = result["mean_corruption_accuracy"]
+    table.add_row("all", *("" for _ in severities), f"{100 * overall:.1f}%", f"{100 * result['relative_drop']:.1f}%")
+    return table
