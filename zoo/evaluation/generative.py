@@ -40,11 +40,9 @@ def fid_over_sample_sets(
     metric, name = build_fid(features if features is not None else task.fid_features, in_chans=task.in_chans)
     metric = metric.to(device)
     metric.reset_real_features = False  # the real side is measured once, for every sample set
-    data.prepare_data()
-    data.setup("test" if split == "test" else "validate")
-    if (data.test_set if split == "test" else data.val_set) is None:
-        raise UsageError(f"{type(data).__name__} has no {split} split; score another (--split val)")
-    loader = data.test_dataloader() if split == "test" else data.val_dataloader()
+    from zoo.evaluation.predictions import split_loader
+
+    loader = split_loader(data, split)
     real = 0
     with torch.inference_mode():
         for index, batch in enumerate(loader):

@@ -24,11 +24,9 @@ def _block_sums(loaded: Any, data: Any, split: str, limit_batches: int | None) -
     """Per block: summed NLL (nats), tokens and decoded bytes, each ``(blocks,)``."""
     from lightning.pytorch.utilities import move_data_to_device
 
-    data.prepare_data()
-    data.setup("test" if split == "test" else "validate")
-    if (data.test_set if split == "test" else data.val_set) is None:
-        raise UsageError(f"{type(data).__name__} has no {split} split; score another (--split val)")
-    loader = data.test_dataloader() if split == "test" else data.val_dataloader()
+    from zoo.evaluation.predictions import split_loader
+
+    loader = split_loader(data, split)
     task = loaded.task
     tokenizer = getattr(task, "tokenizer", None)
     device = next(task.parameters()).device

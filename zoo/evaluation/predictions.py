@@ -20,7 +20,7 @@ import yaml
 
 from zoo.errors import ConfigError, UsageError
 
-__all__ = ["Predictions", "build_data", "collect_predictions", "load_classifier"]
+__all__ = ["Predictions", "build_data", "collect_predictions", "load_classifier", "split_loader"]
 
 SPLITS = ("test", "val")
 
@@ -97,6 +97,23 @@ def build_data(recipe: str | os.PathLike[str] | None, loaded: Any, overrides: li
     return parser.instantiate_classes(parsed).data
 
 
+def split_loader(data: Any, split: str) -> Any:
+    """``data``'s loader of ``split`` (``test`` or ``val``), after preparing and setting it up for that split.
+
+    Raises:
+        UsageError: Naming the data module and the split it does not have.
+    """
+    data.prepare_data()
+    data.setup("test" if split == "test" else "validate")
+    try:
+        return data.test_dataloader() if split == "test" else data.val_dataloader()
+    except Exception as err:  # Lightning and zoo raise when the module has no such split
+        other = "val" if split == "test" else "test"
+        raise UsageError(
+            f"{type(data).__name__} has no {split} split ({err}); score another (--split {other})"
+        ) from None
+
+
 def collect_predictions(loaded: Any, data: Any, split: str = "test", limit_batches: int | None = None) -> Predictions:
     """Run the task over ``split`` of ``data`` in inference mode, collecting logits and targets on the CPU.
 
@@ -107,12 +124,7 @@ def collect_predictions(loaded: Any, data: Any, split: str = "test", limit_batch
 
     if split not in SPLITS:
         raise UsageError(f"--split {split!r}: choose test or val")
-    data.prepare_data()
-    data.setup("test" if split == "test" else "validate")
-    try:
-        loader = data.test_dataloader() if split == "test" else data.val_dataloader()
-    except Exception as err:  # Lightning raises when the module defines no such loader
-        raise UsageError(f"{type(data).__name__} has no {split} split: {err}") from None
+    loader = split_loader(data, split)
     task = loaded.task
     device = next(task.parameters()).device
     logits, targets = [], []
