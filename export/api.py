@@ -105,13 +105,14 @@ def _row(fmt: str, path: Path, result: Verification | None) -> dict[str, Any]:
     return {
         "format": fmt,
         "file": path.name,
-        "size": _size(path),
+        "size": file_size(path),
         "max_abs_error": None if result is None else result.max_abs_error,
         "status": status,
     }
 
 
-def _size(path: Path) -> str:
+def file_size(path: Path) -> str:
+    """A file's size as KiB or MiB, or ``-`` when it is missing."""
     if not path.is_file():
         return "-"
     size = path.stat().st_size

@@ -24,9 +24,18 @@ import torch
 from export.metadata import METADATA_FILE, dumps
 from export.specs import ExportSpec
 from zoo.checkpoints import damaged_member
-from zoo.errors import CheckpointError, ConfigError
+from zoo.errors import CheckpointError, ConfigError, MissingExtraError
 
-__all__ = ["FORMATS", "SUFFIXES", "check_artifact", "read_metadata", "runner", "write"]
+__all__ = [
+    "FORMATS",
+    "SUFFIXES",
+    "check_artifact",
+    "dynamic_shapes",
+    "read_metadata",
+    "rewrite_onnx_metadata",
+    "runner",
+    "write",
+]
 
 FORMATS = ("onnx", "torchscript", "exported_program")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "exported_program": ".pt2"}
@@ -43,7 +52,7 @@ def write(fmt: str, spec: ExportSpec, metadata: dict[str, Any], path: Path) -> N
                 traced = torch.jit.trace(spec.module, example, check_trace=False)
                 torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: text})
         elif fmt == "exported_program":
-            program = torch.export.export(spec.module, example, dynamic_shapes=_dynamic_shapes(spec))
+            program = torch.export.export(spec.module, example, dynamic_shapes=dynamic_shapes(spec))
             torch.export.save(program, path, extra_files={METADATA_FILE: text})
         elif fmt == "onnx":
             _write_onnx(spec, example, text, path)
@@ -51,7 +60,8 @@ def write(fmt: str, spec: ExportSpec, metadata: dict[str, Any], path: Path) -> N
             raise ConfigError(f"unknown format {fmt!r}; expected some of {FORMATS}")
 
 
-def _dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any], ...]:
+def dynamic_shapes(spec: ExportSpec) -> tuple[dict[int, Any], ...]:
+    """``torch.export`` dimensions for the spec's symbolic sizes, one shared ``Dim`` per size name."""
     dims: dict[str, Any] = {}
     shapes = []
     for item in spec.inputs:
@@ -72,7 +82,7 @@ def _write_onnx(spec: ExportSpec, example: tuple[torch.Tensor, ...], text: str, 
     program = torch.onnx.export(
         spec.module,
         example,
-        dynamic_shapes=_dynamic_shapes(spec),
+        dynamic_shapes=dynamic_shapes(spec),
         input_names=[i.name for i in spec.inputs],
         output_names=spec.output_names,
         dynamo=True,
@@ -80,11 +90,37 @@ def _write_onnx(spec: ExportSpec, example: tuple[torch.Tensor, ...], text: str, 
     )
     program.optimize()
     model = program.model_proto
+    _embed_onnx_metadata(model, text)
+    onnx.save_model(model, str(path))  # verification runs onnx.checker (full_check) on the saved file
+
+
+def _embed_onnx_metadata(model: Any, text: str) -> None:
+    """Put zoo's metadata and the CRC-32 of every weight into ``model.metadata_props``, replacing earlier ones."""
+    keys = (METADATA_FILE, "model_name", WEIGHTS_CRC_KEY)
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in keys]
     crcs = json.dumps(_initializer_crcs(model), sort_keys=True)
-    for key, value in ((METADATA_FILE, text), ("model_name", json.loads(text)["model_name"]), (WEIGHTS_CRC_KEY, crcs)):
+    del model.metadata_props[:]
+    for key, value in (
+        *kept,
+        (METADATA_FILE, text),
+        ("model_name", json.loads(text)["model_name"]),
+        (WEIGHTS_CRC_KEY, crcs),
+    ):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save_model(model, str(path))  # verification runs onnx.checker (full_check) on the saved file
+
+
+def rewrite_onnx_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Replace the zoo metadata of the ONNX file at ``path`` (and its weights' CRC-32s, for changed weights).
+
+    Quantization rewrites the weights and learns about the artifact's quality after it is written; both end up
+    in the file this way.
+    """
+    import onnx
+
+    model = _load_onnx(path)
+    _embed_onnx_metadata(model, dumps(metadata))
+    onnx.save_model(model, str(path))
 
 
 def _load_onnx(path: Path) -> Any:
@@ -161,7 +197,7 @@ def runner(fmt: str, path: Path) -> Callable[..., torch.Tensor]:
             module = torch.jit.load(str(path), map_location="cpu")
         return lambda *inputs: _first(module(*inputs))
     if fmt == "exported_program":
-        module = torch.export.load(path).module()
+        module = load_program(path).module()
         return lambda *inputs: _first(module(*inputs))
     if fmt == "onnx":
         import onnxruntime
@@ -175,6 +211,28 @@ def runner(fmt: str, path: Path) -> Callable[..., torch.Tensor]:
 
         return run
     raise ConfigError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+
+
+def load_program(path: Path, extra_files: dict[str, str] | None = None) -> torch.export.ExportedProgram:
+    """``torch.export.load``, importing torchao first when the program uses its int8 operators.
+
+    A program quantized by torchao names operators that exist only once torchao is imported; importing it for
+    every program would cost seconds, so it is imported on the first failure only.
+
+    Raises:
+        ImportError: When the program cannot be read and torchao, which it may need, is not installed.
+    """
+    try:
+        return torch.export.load(path, extra_files=extra_files)
+    except RuntimeError:
+        try:
+            import torchao  # noqa: F401  registers the quantized operators
+        except ImportError:
+            raise MissingExtraError(
+                f"{path} cannot be read; if it was quantized with torchao, install it: "
+                'pip install "lightning-zoo[compress]"'
+            ) from None
+        return torch.export.load(path, extra_files=extra_files)
 
 
 @contextmanager
@@ -206,7 +264,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     elif path.suffix == ".pt2":
         _check_archive(path)
         extra = {METADATA_FILE: ""}
-        torch.export.load(path, extra_files=extra)
+        load_program(path, extra)
         text = extra[METADATA_FILE] or None
     else:
         _check_archive(path)

@@ -10,7 +10,7 @@ from export.specs import ExportSpec
 from zoo.checkpoints import LoadedCheckpoint
 from zoo.tasks.signature import json_ready
 
-__all__ = ["METADATA_FILE", "build_metadata", "write_model_card"]
+__all__ = ["METADATA_FILE", "build_metadata", "compression_section", "write_model_card"]
 
 METADATA_FILE = "zoo_metadata.json"  # TorchScript/ExportedProgram extra file; ONNX metadata_props key
 
@@ -69,6 +69,7 @@ def write_model_card(out: Path, metadata: dict[str, Any], rows: list[dict[str, A
     if recipe:
         lines += ["## Recipe", "", f"`{recipe['path']}` (resolved, SHA-256 `{recipe['sha256'][:16]}...`):", "",
                   "```yaml", recipe["text"].rstrip(), "```", ""]  # fmt: skip
+    lines += compression_section(metadata)
     lines += ["## Artifacts", "", "| format | file | size | max abs error | verified |", "|---|---|---|---|---|"]
     for row in rows:
         error = "-" if row["max_abs_error"] is None else f"{row['max_abs_error']:.2e}"
@@ -76,6 +77,36 @@ def write_model_card(out: Path, metadata: dict[str, Any], rows: list[dict[str, A
     path = out / "model_card.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def compression_section(metadata: dict[str, Any]) -> list[str]:
+    """Markdown lines on how an int8 artifact was made and how it compares with fp32 (none for fp32 metadata)."""
+    compression = metadata.get("compression")
+    if not compression:
+        return []
+    how = {k: v for k, v in compression.items() if k != "calibration"}
+    lines = ["## Quantization", "", *(f"* {k}: {v}" for k, v in how.items())]
+    if compression.get("calibration"):
+        calibration = compression["calibration"]
+        lines.append(
+            f"* calibration: {calibration['batches']} batches ({calibration['samples']} samples) of the "
+            f"{calibration['source']}, fingerprint `{calibration['fingerprint']}`"
+        )
+    quality = metadata.get("quality")
+    if quality:
+        lines += [
+            "",
+            f"Quality against fp32: **{metadata.get('status', '-')}**",
+            "",
+            "| | fp32 | int8 |",
+            "|---|---|---|",
+        ]
+        lines.append(
+            f"| {quality['metric']} ({quality['split']}) | {quality['reference']:.4g} | {quality['compressed']:.4g} |"
+        )
+        if quality.get("agreement") is not None:
+            lines.append(f"| top-1 agreement with fp32 | | {quality['agreement']:.2f}% |")
+    return [*lines, ""]
 
 
 def _tensor_table(title: str, specs: list[dict[str, Any]]) -> list[str]:

@@ -46,6 +46,35 @@ def repo() -> Path:
     return REPO
 
 
+def _fit(recipe: str, root: Path, steps: int, *extra: str) -> Path:
+    """``zoo fit`` of a recipe for ``steps`` steps into ``root``, seeded; the path of its ``last.ckpt``."""
+    from zoo.lightning_cli import ZooLightningCLI
+
+    torch.manual_seed(0)
+    cli = ZooLightningCLI(args=["fit", "--config", str(REPO / recipe), "--trainer.max_steps", str(steps),
+                                "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
+                                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                                "--trainer.default_root_dir", str(root), *extra])  # fmt: skip
+    return Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """speedrun_net_tiny after 60 steps on the shipped CIFAR-10 subset (about 36% accuracy): its ``last.ckpt``.
+
+    Shared by the compression tests, which need a network whose answers mean something but not a good one.
+    """
+    root = tmp_path_factory.mktemp("trained_cnn")
+    return _fit("recipes/quickstart.yaml", root, 60, "--data.init_args.batch_size", "64",
+                "--data.init_args.num_workers", "0")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def trained_gpt_nano(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """gpt_nano after 40 steps on Tiny Shakespeare (validation perplexity about 16): its ``last.ckpt``."""
+    return _fit("recipes/shakespeare/gpt_nano.yaml", tmp_path_factory.mktemp("trained_gpt_nano"), 40)
+
+
 def extract_image_tree(target: Path, per_class: int, splits: tuple[str, ...] = ("train", "test")) -> Path:
     """Extract ``per_class`` real CIFAR-10 JPEGs per class and split from the mini archive into ``target``."""
     taken: dict[tuple[str, str], int] = {}

@@ -30,6 +30,7 @@ OTHER_COMMANDS = {
     "generate": "print text sampled from a language-model checkpoint",
     "sample": "write images generated from a diffusion checkpoint (PNG grid and files)",
     "export": "export a checkpoint to verified ONNX, TorchScript and torch.export artifacts",
+    "quantize": "int8 artifact of a checkpoint (onnxruntime or torchao), judged by accuracy against fp32",
     "leaderboard": "run benchmark suites into reproducible rows (run), render tables and plots (show)",
     "report": "how to reproduce a run (folder or checkpoint) and what threatens reproducing it",
     "profile": "train a few steps of a recipe: where a step's time and memory go; --leak_check",
@@ -46,6 +47,7 @@ _HANDLERS = {
     "generate": ("zoo.generate", "run_generate_command"),
     "sample": ("zoo.sample", "run_sample_command"),
     "export": ("export.cli", "run_export_command"),
+    "quantize": ("export.cli", "run_quantize_command"),
     "leaderboard": ("zoo.leaderboard.cli", "run_leaderboard_command"),
     "report": ("zoo.report", "run_report_command"),
     "profile": ("zoo.profiling", "run_profile_command"),
@@ -74,6 +76,7 @@ examples:
   zoo report runs/quickstart/version_0
   zoo generate --ckpt_path runs/shakespeare/gpt_nano/version_0/checkpoints/last.ckpt --prompt "ROMEO:"
   zoo export --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt --out exported
+  zoo quantize --ckpt_path runs/cifar10/resnet18/version_0/checkpoints/last.ckpt --out int8
   zoo sample --ckpt_path runs/shapes/ddpm_tiny/version_0/checkpoints/last.ckpt --out samples --num_images 64
 
 Run `zoo <command> --help` for the options of a command (training commands list every recipe key).
