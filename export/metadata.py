@@ -41,6 +41,7 @@ def build_metadata(loaded: LoadedCheckpoint, spec: ExportSpec) -> dict[str, Any]
         "metrics": dict(recorded.metrics),
         "best": None if recorded.best is None else vars(recorded.best).copy(),
         "calibration": None if recorded.calibration is None else dict(recorded.calibration),
+        "pruning": None if loaded.pruning is None else dict(loaded.pruning),
         "hparams": json_ready(loaded.hparams),
     }
 
@@ -69,6 +70,10 @@ def write_model_card(out: Path, metadata: dict[str, Any], rows: list[dict[str, A
     if recipe:
         lines += ["## Recipe", "", f"`{recipe['path']}` (resolved, SHA-256 `{recipe['sha256'][:16]}...`):", "",
                   "```yaml", recipe["text"].rstrip(), "```", ""]  # fmt: skip
+    pruning = metadata.get("pruning")
+    if pruning:
+        removed = " (pruned channels removed from the exported network)" if pruning["method"] == "structured" else ""
+        lines += [f"Pruned: {pruning['method']}, sparsity {pruning['sparsity']:.2f}{removed}.", ""]
     lines += compression_section(metadata)
     lines += ["## Artifacts", "", "| format | file | size | max abs error | verified |", "|---|---|---|---|---|"]
     for row in rows:

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 METADATA_KEY = "zoo_metadata"
+PRUNING_KEY = "zoo_pruning"  # how zoo.callbacks.Prune pruned the weights; export removes pruned channels
 TASK_PACKAGE = "zoo.tasks"
 
 
@@ -293,6 +294,7 @@ class LoadedCheckpoint:
         hparams: The task's init arguments as stored.
         metadata: What the checkpoint records about itself (empty parts when the run recorded nothing).
         weights: ``"ema"`` when the weights are an EMA average, ``"trained"`` otherwise.
+        pruning: How ``zoo.callbacks.Prune`` pruned the weights (``method``, ``sparsity``, ...), or ``None``.
     """
 
     path: Path
@@ -301,6 +303,7 @@ class LoadedCheckpoint:
     hparams: dict[str, Any]
     metadata: ZooMetadata = field(default_factory=ZooMetadata)
     weights: str = "trained"
+    pruning: Mapping[str, Any] | None = None
 
 
 def load_checkpoint(
@@ -359,6 +362,7 @@ def load_checkpoint(
         hparams=hparams,
         metadata=ZooMetadata.from_dict(raw.get(METADATA_KEY)),
         weights="ema" if is_average and weights == "ema" else "trained",
+        pruning=raw.get(PRUNING_KEY),
     )
 
 

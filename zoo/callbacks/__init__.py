@@ -8,6 +8,7 @@ from zoo.callbacks.guards import NonFiniteLossError, StopOnNonFiniteLoss
 from zoo.callbacks.metadata import CheckpointMetadata
 from zoo.callbacks.mixup import MixupCutmix
 from zoo.callbacks.progress import ZooProgressBar
+from zoo.callbacks.prune import Prune
 from zoo.callbacks.run_lock import RunFolderLock
 from zoo.callbacks.throughput import ThroughputMonitor
 
@@ -20,6 +21,7 @@ __all__ = [
     "FreezeBackbone",
     "MixupCutmix",
     "NonFiniteLossError",
+    "Prune",
     "ResumableCheckpoint",
     "RunFolderLock",
     "StopOnNonFiniteLoss",
