@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from zoo.lightning_cli import ZooLightningCLI
+from zoo.tasks import ImageClassifier
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(
@@ -61,6 +62,11 @@ def test_recipe_runs_a_few_steps(recipe: str, tmp_path: Path, monkeypatch: pytes
     data_class, task_class = config["data"]["class_path"], config["model"]["class_path"]
     assert data_class in TINY_DATA, f"add a tiny-data override for {data_class} to TINY_DATA"
     tiny = [*FEW_STEPS, *TINY_DATA[data_class], *TINY_TASK.get(task_class, [])]
+    if "teacher" in (config["model"].get("init_args") or {}):  # a distillation recipe: an untrained teacher will do
+        teacher = ImageClassifier("speedrun_net_tiny", num_classes=10)
+        hparams = {"_class_path": "zoo.tasks.ImageClassifier", **dict(teacher.hparams)}
+        torch.save({"state_dict": teacher.state_dict(), "hyper_parameters": hparams}, tmp_path / "teacher.ckpt")
+        tiny += ["--model.init_args.teacher", str(tmp_path / "teacher.ckpt")]
     cli = ZooLightningCLI(args=["fit", "--config", str(REPO / recipe), *tiny])
     assert cli.trainer.global_step == 2
     # fit ends by testing the best weights, or by validating the final ones when the data has no test split

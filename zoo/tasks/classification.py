@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -19,7 +20,7 @@ from zoo.errors import ConfigError, DataError
 from zoo.registry import model_info
 from zoo.tasks.base import BackboneCall, ZooTask, backbone_attribute
 from zoo.tasks.eval_metrics import check_metric_names, extra_metrics
-from zoo.tasks.losses import LOSSES, balanced_weights, classification_loss
+from zoo.tasks.losses import LOSSES, balanced_weights, classification_loss, distillation_loss
 from zoo.tasks.signature import ImageInput, InferenceSignature, TensorSpec, TextInput
 
 __all__ = ["ClassificationTask", "ImageClassifier", "TextClassifier"]
@@ -44,6 +45,11 @@ class ClassificationTask(ZooTask):
             module's class counts) or one weight per class.
         metrics: Figures to log beside accuracy in validation and test (:data:`~zoo.tasks.eval_metrics.EXTRA_METRICS`:
             ``f1_macro``, ``auroc``, ``ece``, ...).
+        teacher: A classifier checkpoint to distil from (knowledge distillation): its logits on each training
+            batch, after mixing, are the soft targets. It is loaded when training starts, frozen in eval mode,
+            and never saved in this task's checkpoints (only its path is, among the hyper-parameters).
+        distill_alpha: Weight of the soft-target loss; ``(1 - alpha)`` weighs the hard-label loss.
+        distill_temperature: Softmax temperature of the soft targets (:func:`~zoo.tasks.losses.distillation_loss`).
         **common: The arguments of :class:`~zoo.tasks.ZooTask` (optimizer, scheduler, compile, ...).
     """
 
@@ -59,8 +65,15 @@ class ClassificationTask(ZooTask):
         focal_gamma: float = 2.0,
         class_weights: Literal["balanced"] | list[float] | None = None,
         metrics: list[str] | None = None,
+        teacher: str | None = None,
+        distill_alpha: float = 0.5,
+        distill_temperature: float = 4.0,
         **common: Any,
     ) -> None:
+        if not 0 <= distill_alpha <= 1:
+            raise ConfigError(f"distill_alpha must be in [0, 1], got {distill_alpha}")
+        if not distill_temperature > 0:
+            raise ConfigError(f"distill_temperature must be > 0, got {distill_temperature}")
         if not 0 <= label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if loss not in LOSSES:
@@ -77,6 +90,22 @@ class ClassificationTask(ZooTask):
         self.loss_name, self.focal_gamma, self.class_weights = loss, focal_gamma, class_weights
         self._loss_weight: torch.Tensor | None = None
         self.temperature = 1.0  # set from a calibrated checkpoint (zoo evaluate --calibrate)
+        self.teacher_path, self.distill_alpha, self.distill_temperature = teacher, distill_alpha, distill_temperature
+        self._teacher: Any = None  # loaded at fit time; kept out of the module tree (no state_dict, no optimizer)
+
+    @property
+    def teacher(self) -> Any:
+        """The frozen teacher task, or ``None`` without distillation (loaded on first use)."""
+        if self.teacher_path is not None and self._teacher is None:
+            object.__setattr__(self, "_teacher", _load_teacher(self.teacher_path, self.num_classes))
+        return self._teacher
+
+    @override
+    def setup(self, stage: str) -> None:
+        """Load the teacher before training starts, so that a wrong one fails before the first step."""
+        super().setup(stage)
+        if stage == "fit":
+            _ = self.teacher
 
     def loss_weight(self) -> torch.Tensor | None:
         """The per-class loss weights ``(C,)``: the given ones, or "balanced" from the training class counts.
@@ -212,10 +241,22 @@ class ClassificationTask(ZooTask):
         logits, targets = self.logits_and_targets(batch, "train")
         labels = batch[2] if isinstance(batch, list | tuple) and len(batch) > 2 else _hard_labels(targets)
         loss = self.loss(logits, targets)
+        if self.teacher is not None:
+            soft = distillation_loss(logits, self._teacher_logits(batch), self.distill_temperature)
+            loss = (1 - self.distill_alpha) * loss + self.distill_alpha * soft
+            if self.check_now(soft, batch_idx):
+                self.log("train/distill_kl", soft / self.distill_temperature**2)
         self.train_metrics.update(logits, labels)
         self.log_training_loss(loss)
         self.log_epoch_metrics(self.train_metrics)
         return loss
+
+    @torch.no_grad()
+    def _teacher_logits(self, batch: Any) -> torch.Tensor:
+        teacher = self.teacher
+        if next(teacher.parameters()).device != self.device:
+            teacher.to(self.device)
+        return teacher.logits_and_targets(batch, "train")[0]
 
     @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -260,6 +301,8 @@ class ImageClassifier(ClassificationTask):
         label_smoothing: Label smoothing of the loss, in ``[0, 1)``.
         loss, focal_gamma, class_weights: The loss for skewed classes, as in :class:`ClassificationTask`.
         metrics: Figures logged beside accuracy, as in :class:`ClassificationTask`.
+        teacher, distill_alpha, distill_temperature: Knowledge distillation from a classifier checkpoint, as in
+            :class:`ClassificationTask`; the teacher sees the same (mixed) images as the student.
         optimizer, lr_scheduler, lr_scheduler_interval, compile, channels_last, layer_decay: See
             :class:`~zoo.tasks.ZooTask`.
 
@@ -280,6 +323,9 @@ class ImageClassifier(ClassificationTask):
         focal_gamma: float = 2.0,
         class_weights: Literal["balanced"] | list[float] | None = None,
         metrics: list[str] | None = None,
+        teacher: str | None = None,
+        distill_alpha: float = 0.5,
+        distill_temperature: float = 4.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -294,6 +340,9 @@ class ImageClassifier(ClassificationTask):
             focal_gamma=focal_gamma,
             class_weights=class_weights,
             metrics=metrics,
+            teacher=teacher,
+            distill_alpha=distill_alpha,
+            distill_temperature=distill_temperature,
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
@@ -366,6 +415,28 @@ class ImageClassifier(ClassificationTask):
         return (torch.randn(sizes["batch"], self.in_chans, side, side, generator=generator),)
 
 
+def _load_teacher(path: str, num_classes: int | None) -> Any:
+    """The classifier in the checkpoint at ``path``, frozen in eval mode.
+
+    Raises:
+        ValueError: When the file is not a classifier checkpoint or its classes differ from the student's.
+    """
+    from zoo.checkpoints import load_checkpoint
+
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"teacher {path!r} is not a file: give the checkpoint of a trained zoo classifier (zoo fit writes them "
+            "under runs/<recipe>/version_N/checkpoints/)"
+        )
+    task = load_checkpoint(path).task
+    if not isinstance(task, ClassificationTask):
+        raise ConfigError(f"teacher {path} holds a {type(task).__name__}, not a classifier")
+    if task.num_classes != num_classes:
+        raise ConfigError(f"teacher {path} has {task.num_classes} classes but the student has {num_classes}")
+    task.eval().requires_grad_(False)
+    return task
+
+
 def _hard_labels(targets: torch.Tensor) -> torch.Tensor:
     return targets.argmax(dim=-1) if targets.is_floating_point() else targets
 
@@ -396,8 +467,8 @@ class TextClassifier(ClassificationTask):
         vocab_size: Token ids the encoder embeds; linked from the data module's tokenizer for a from-scratch
             encoder, ignored for ``hf/`` models, whose vocabulary comes with them.
         backbone_kwargs: Extra configuration for a from-scratch encoder (``num_hidden_layers``, ...).
-        label_smoothing, loss, focal_gamma, class_weights, metrics, optimizer, lr_scheduler, lr_scheduler_interval,
-            compile, layer_decay: As in :class:`ImageClassifier`.
+        label_smoothing, loss, focal_gamma, class_weights, metrics, teacher, distill_alpha, distill_temperature,
+            optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay: As in :class:`ImageClassifier`.
 
     Shapes:
         ``forward``: ``input_ids (B, L)``, ``attention_mask (B, L)`` -> logits ``(B, num_classes)``.
@@ -417,6 +488,9 @@ class TextClassifier(ClassificationTask):
         focal_gamma: float = 2.0,
         class_weights: Literal["balanced"] | list[float] | None = None,
         metrics: list[str] | None = None,
+        teacher: str | None = None,
+        distill_alpha: float = 0.5,
+        distill_temperature: float = 4.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -430,6 +504,9 @@ class TextClassifier(ClassificationTask):
             focal_gamma=focal_gamma,
             class_weights=class_weights,
             metrics=metrics,
+            teacher=teacher,
+            distill_alpha=distill_alpha,
+            distill_temperature=distill_temperature,
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,

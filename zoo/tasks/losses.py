@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from zoo.errors import ConfigError
 
-__all__ = ["LOSSES", "balanced_weights", "classification_loss"]
+__all__ = ["LOSSES", "balanced_weights", "classification_loss", "distillation_loss"]
 
 LOSSES = ("cross_entropy", "focal")
 
@@ -68,3 +68,19 @@ def classification_loss(
     classes = logits.shape[-1]
     smooth = terms.sum(-1) / classes
     return ((1 - label_smoothing) * chosen.sum() + label_smoothing * smooth.sum()) / norm
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s (2015) soft-target loss: ``T^2 * KL(softmax(teacher / T) || softmax(student / T))``.
+
+    The ``T^2`` keeps the gradients' scale independent of the temperature, so that the weight between this and
+    the hard-label loss means the same at any ``T``. Averaged over the batch.
+
+    Args:
+        student: Logits ``(B, C)``.
+        teacher: Logits ``(B, C)``, without gradient.
+        temperature: ``T > 0``; larger values expose more of the teacher's ranking of the wrong classes.
+    """
+    log_student = F.log_softmax(student.float() / temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
+    return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * temperature**2
