@@ -98,6 +98,28 @@ def _call_ms(fn: Callable[..., object], inputs: tuple[torch.Tensor, ...]) -> flo
     return (time.perf_counter() - start) * 1000
 
 
+def interleaved_medians(
+    runtimes: dict[str, Callable[..., object]], inputs: tuple[torch.Tensor, ...], warmup: int, repeats: int,
+    seconds: float,
+) -> tuple[dict[str, float], int]:  # fmt: skip
+    """Median milliseconds per call of each runtime on ``inputs``, timed in interleaved blocks; and calls per runtime.
+
+    After ``warmup`` calls each, the runtimes take turns in blocks of ``BLOCK`` calls, for at most ``repeats``
+    calls each or as many as fit in ``seconds`` (at least one block), pausing at each switch (``PAUSE_S``).
+    """
+    for fn in runtimes.values():
+        for _ in range(warmup):
+            fn(*inputs)
+    per_call = sum(_call_ms(fn, inputs) for fn in runtimes.values()) / 1000
+    rounds = max(1, min(repeats, int(seconds / per_call)) // BLOCK)
+    samples: dict[str, list[float]] = {k: [] for k in runtimes}
+    for _ in range(rounds):
+        for key, fn in runtimes.items():
+            time.sleep(PAUSE_S)
+            samples[key] += [_call_ms(fn, inputs) for _ in range(BLOCK)]
+    return {k: statistics.median(v) for k, v in samples.items()}, rounds * BLOCK
+
+
 def main() -> None:
     """Export, time and record every model at batch 1 and 32."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,17 +166,7 @@ def main() -> None:
                 if name in GPTS:
                     sizes["tokens"] = spec.inputs[0].max_sizes["tokens"]
                 inputs = spec.make_inputs(sizes)
-                for fn in runtimes.values():
-                    for _ in range(args.warmup):
-                        fn(*inputs)
-                per_call = sum(_call_ms(fn, inputs) for fn in runtimes.values()) / 1000
-                rounds = max(1, min(args.repeats, int(args.seconds / per_call)) // BLOCK)
-                samples: dict[str, list[float]] = {k: [] for k in runtimes}
-                for _ in range(rounds):  # interleaved blocks of BLOCK calls of each runtime
-                    for key, fn in runtimes.items():
-                        time.sleep(PAUSE_S)
-                        samples[key] += [_call_ms(fn, inputs) for _ in range(BLOCK)]
-                medians = {k: statistics.median(v) for k, v in samples.items()}
+                medians, calls = interleaved_medians(runtimes, inputs, args.warmup, args.repeats, args.seconds)
                 flops = _flops(spec.module, inputs)
                 record = {
                     "benchmark": "export_latency",
@@ -163,7 +175,7 @@ def main() -> None:
                     "input": {k: list(t.shape) for k, t in zip([i.name for i in spec.inputs], inputs, strict=True)},
                     "median_ms": {k: round(v, 3) for k, v in medians.items()},
                     "speedup_vs_eager": {k: round(medians["eager"] / v, 2) for k, v in medians.items()},
-                    "calls": rounds * BLOCK,
+                    "calls": calls,
                     "gflop_per_call": round(flops / 1e9, 4),
                     "gflops": {k: round(flops / v / 1e6, 1) for k, v in medians.items()},
                     "fp32_matmul_ceiling_gflops": ceiling,

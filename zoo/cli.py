@@ -49,7 +49,7 @@ _HANDLERS = {
     "sample": ("zoo.sample", "run_sample_command"),
     "export": ("export.cli", "run_export_command"),
     "quantize": ("export.cli", "run_quantize_command"),
-    "prune": ("zoo.pruning.cli", "run_prune_command"),
+    "prune": ("zoo.prune", "run_prune_command"),
     "leaderboard": ("zoo.leaderboard.cli", "run_leaderboard_command"),
     "report": ("zoo.report", "run_report_command"),
     "profile": ("zoo.profiling", "run_profile_command"),

@@ -1,7 +1,8 @@
-"""Pruning: magnitude masks (unstructured or whole channels), removing pruned channels, and ``zoo prune``.
+"""Pruning: magnitude masks (unstructured or whole channels), and removing pruned channels.
 
 The :class:`zoo.callbacks.Prune` callback applies these masks on a schedule during training; ``zoo export``
-removes the channels structured pruning zeroed, so the exported network is smaller.
+removes the channels structured pruning zeroed, so the exported network is smaller; ``zoo prune``
+(:mod:`zoo.prune`) fine-tunes a checkpoint with the callback.
 """
 
 from zoo.pruning.masks import (
