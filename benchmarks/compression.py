@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -79,7 +80,7 @@ def _compiled_program(path: Path) -> Any:
 
 def quantize(args: argparse.Namespace) -> None:
     overrides = ["--data.init_args.batch_size", str(args.batch_size), "--data.init_args.num_workers", "2"]
-    overrides += args.data
+    overrides += [*args.data, *args.test_data]
     records = []
     for checkpoint in args.ckpt:
         loaded = load_checkpoint(checkpoint)
@@ -149,7 +150,7 @@ def prune(args: argparse.Namespace) -> None:
             export_checkpoint(pruned, folder / f"export{sparsity}", ["onnx"], verify=False)
             onnx_file = next((folder / f"export{sparsity}").glob("*.onnx"))
             pruned_loaded = load_checkpoint(pruned)
-            data = build_data(None, pruned_loaded, [*overrides, *args.data])
+            data = build_data(None, pruned_loaded, [*overrides, *args.data, *args.test_data])
             run = runner("onnx", onnx_file)
             measured = measure_quality(pruned_loaded, data, run, "test", args.limit_batches)
             runtimes[sparsity] = run
@@ -217,9 +218,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per runtime at most")
     parser.add_argument("--seconds", type=float, default=20.0, help="time budget per model and batch")
-    parser.add_argument("--data", nargs="*", default=[], help="data overrides (--data.init_args.variant full)")
-    parser.add_argument("--fit", nargs="*", default=[], help="zoo fit overrides for the fine-tune (prune)")
+    parser.add_argument("--data", default="", help='data overrides, one string: "--data.init_args.variant full"')
+    parser.add_argument("--test_data", default="", help="more data overrides for measuring accuracy only")
+    parser.add_argument("--fit", default="", help="zoo fit overrides for the fine-tune (prune), one string")
     args = parser.parse_args()
+    args.data, args.test_data, args.fit = shlex.split(args.data), shlex.split(args.test_data), shlex.split(args.fit)
     os.environ.setdefault("ZOO_DATA", str(REPO.parent / "shared" / "data"))
     torch.manual_seed(0)
     {"quantize": quantize, "prune": prune, "distill": distill}[args.what](args)
