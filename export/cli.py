@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from export.formats import FORMATS
+from zoo.arguments import at_least, split_passed_on
 
 __all__ = ["run_export_command", "run_quantize_command"]
 
@@ -61,10 +62,7 @@ def run_export_command(argv: list[str]) -> None:
 
 def run_quantize_command(argv: list[str]) -> None:
     """``zoo quantize --ckpt_path C --out DIR [--method ...] [--backend ...] [-- data overrides]``; exit 1 on a drop."""
-    overrides: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, overrides = argv[:at], argv[at + 1 :]
+    argv, overrides = split_passed_on(argv)
     parser = argparse.ArgumentParser(
         prog="zoo quantize",
         description=(
@@ -80,7 +78,7 @@ def run_quantize_command(argv: list[str]) -> None:
                         help="auto: static for image classifiers, dynamic for text models")  # fmt: skip
     parser.add_argument("--backend", choices=("onnxruntime", "torchao"), default="onnxruntime",
                         help="onnxruntime (.onnx) or torchao (an ExportedProgram, .pt2)")  # fmt: skip
-    parser.add_argument("--calibration_batches", type=int, default=8, help="training batches to calibrate on")
+    parser.add_argument("--calibration_batches", type=at_least(1), default=8, help="training batches to calibrate on")
     parser.add_argument("--calibrate_method", choices=("minmax", "entropy", "percentile"), default="minmax",
                         help="onnxruntime's calibrator for static quantization")  # fmt: skip
     parser.add_argument("--config", default=None, help="the recipe whose data is used (default: the recorded one)")

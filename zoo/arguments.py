@@ -1,4 +1,4 @@
-"""Argument types for the ``zoo`` commands' own parsers: numbers in range, refused with argparse's exit 2."""
+"""Argument helpers for the ``zoo`` commands' own parsers: numbers in range (refused with exit 2), and ``--``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["at_least"]
+__all__ = ["at_least", "split_passed_on"]
 
 
 def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
@@ -23,3 +23,11 @@ def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
         return value
 
     return parse
+
+
+def split_passed_on(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` before ``--`` (the command's own options) and after it (passed on to ``zoo fit`` or the data)."""
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1 :]
+    return argv, []

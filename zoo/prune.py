@@ -19,15 +19,14 @@ from typing import Any
 
 import torch
 
+from zoo.arguments import at_least, split_passed_on
+
 __all__ = ["run_prune_command"]
 
 
 def run_prune_command(argv: list[str]) -> None:
     """``zoo prune --ckpt_path C --sparsity S --finetune_epochs N [--config R] [-- zoo fit overrides]``."""
-    overrides: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, overrides = argv[:at], argv[at + 1 :]
+    argv, overrides = split_passed_on(argv)
     parser = argparse.ArgumentParser(
         prog="zoo prune",
         description="Prune a checkpoint's network (magnitude, unstructured or whole channels) while fine-tuning it "
@@ -35,7 +34,7 @@ def run_prune_command(argv: list[str]) -> None:
     )
     parser.add_argument("--ckpt_path", "--ckpt", type=Path, required=True, help="checkpoint written by zoo fit")
     parser.add_argument("--sparsity", type=float, required=True, help="final sparsity, in [0, 1)")
-    parser.add_argument("--finetune_epochs", type=int, default=2, help="epochs of fine-tuning (>= 1)")
+    parser.add_argument("--finetune_epochs", type=at_least(1), default=2, help="epochs of fine-tuning (>= 1)")
     parser.add_argument("--method", choices=("unstructured", "structured"), default="structured",
                         help="structured: whole channels (a smaller export); unstructured: single weights")  # fmt: skip
     parser.add_argument("--config", type=Path, default=None, help="the recipe (default: the one it recorded)")
@@ -48,8 +47,6 @@ def run_prune_command(argv: list[str]) -> None:
         check_sparsity(args.sparsity)
     except ConfigError as err:
         parser.error(f"--sparsity: {err}")
-    if args.finetune_epochs < 1:
-        parser.error(f"--finetune_epochs must be at least 1, got {args.finetune_epochs}")
     if not args.ckpt_path.is_file():
         parser.error(f"--ckpt_path {args.ckpt_path} does not exist")
     checkpoint = prune_checkpoint(

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zoo.arguments import split_passed_on
+
 __all__ = ["run_compare_command", "run_evaluate_command"]
 
 
@@ -29,13 +31,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit_batches", type=int, default=None, help="score only the first N batches")
 
 
-def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    if "--" in argv:
-        at = argv.index("--")
-        return argv[:at], argv[at + 1 :]
-    return argv, []
-
-
 def _device(name: str) -> str:
     import torch
 
@@ -51,7 +46,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def run_evaluate_command(argv: list[str]) -> None:
     """``zoo evaluate --ckpt_path C [--config R] [--split test] [--out DIR] [--calibrate] [-- data overrides]``."""
-    argv, overrides = _split_overrides(argv)
+    argv, overrides = split_passed_on(argv)
     parser = argparse.ArgumentParser(
         prog="zoo evaluate",
         description="Score a classifier checkpoint on a split: accuracy, top-5, per-class precision/recall/F1, "
@@ -248,7 +243,7 @@ def _calibrate(
 
 def run_compare_command(argv: list[str]) -> None:
     """``zoo compare A.ckpt B.ckpt [--config R] [--split test] [-- data overrides]``."""
-    argv, overrides = _split_overrides(argv)
+    argv, overrides = split_passed_on(argv)
     parser = argparse.ArgumentParser(
         prog="zoo compare",
         description="Is B better than A? Both classifiers on the same examples: the accuracy difference with a "

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zoo.arguments import split_passed_on
 from zoo.sweeps.space import read_sweep
 
 if TYPE_CHECKING:
@@ -17,10 +18,7 @@ __all__ = ["run_tune_command"]
 
 def run_tune_command(argv: list[str]) -> None:
     """``zoo tune --sweep S --trials N [--name NAME] [...] [-- zoo fit overrides]`` or ``zoo tune --show NAME``."""
-    overrides: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, overrides = argv[:at], argv[at + 1 :]
+    argv, overrides = split_passed_on(argv)
     parser = argparse.ArgumentParser(
         prog="zoo tune",
         description="Search a recipe's hyperparameters with Optuna (TPE, seeded; SQLite study in "
