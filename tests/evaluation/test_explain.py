@@ -43,14 +43,9 @@ def test_integrated_gradients_attributions_add_up_to_the_score_change() -> None:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("explain_runs")
-    cli = ZooLightningCLI(args=["fit", "--config", str(repo / "recipes/quickstart.yaml"), "--trainer.max_steps", "10",
-                                "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
-                                "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
-                                "--data.init_args.batch_size", "16", "--data.init_args.num_workers", "0"])  # fmt: skip
-    return cli.trainer.checkpoint_callback.last_model_path
+def checkpoint(trained_cnn: Path) -> str:
+    """The session's shared 60-step quickstart checkpoint."""
+    return str(trained_cnn)
 
 
 def test_explain_writes_an_overlay_of_the_inputs_size(checkpoint: str, tmp_path: Path, extract_images) -> None:

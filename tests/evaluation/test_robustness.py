@@ -15,7 +15,6 @@ from zoo.errors import UsageError
 from zoo.evaluation.cli import run_evaluate_command
 from zoo.evaluation.corruptions import CORRUPTIONS, corrupt
 from zoo.evaluation.robustness import _auroc, _fpr_at_tpr
-from zoo.lightning_cli import ZooLightningCLI
 
 
 @pytest.fixture
@@ -52,16 +51,13 @@ def test_ood_statistics_against_scikit_learn() -> None:
 
 
 def test_evaluate_measures_corruptions_and_out_of_distribution_images(
-    repo: Path, tmp_path: Path, quick_fit: list[str], capsys: pytest.CaptureFixture[str]
+    repo: Path, trained_cnn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    torch.manual_seed(0)
-    args = ["--trainer.max_steps", "10", "--trainer.default_root_dir", str(tmp_path / "runs")]
-    cli = ZooLightningCLI(args=["fit", "--config", str(repo / "recipes/quickstart.yaml"), *quick_fit, *args])
-    checkpoint = cli.trainer.checkpoint_callback.last_model_path
+    checkpoint = str(trained_cnn)
     out = tmp_path / "eval"
-    run_evaluate_command(["--ckpt_path", checkpoint, "--out", str(out), "--resamples", "20", "--limit_batches", "2",
-                          "--corruptions", "--corruption_types", "gaussian_noise", "contrast", "--severities", "1", "5",
-                          "--ood", "noise"])  # fmt: skip
+    run_evaluate_command(["--ckpt_path", checkpoint, "--out", str(out), "--resamples", "20", "--limit_batches",
+                          "2", "--corruptions", "--corruption_types", "gaussian_noise", "contrast", "--severities", "1",
+                          "5", "--ood", "noise", "--", "--data.init_args.batch_size", "16"])  # fmt: skip
     result = json.loads((out / "corruptions.json").read_text())
     assert set(result["accuracy"]) == {"gaussian_noise", "contrast"} and result["severities"] == [1, 5]
     assert result["mean_corruption_accuracy"] == pytest.approx(
