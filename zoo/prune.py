@@ -86,9 +86,14 @@ def prune_checkpoint(
     backbone_kwargs = {**(model_args.get("backbone_kwargs") or {}), "weights": str(checkpoint.resolve())}
     prune = {"class_path": "zoo.callbacks.Prune", "init_args": {
         "sparsity": sparsity, "method": method, "start_epoch": 0, "end_epoch": max(0, epochs // 2 - 1)}}  # fmt: skip
+    # A recorded recipe names the original run's logger and folder; the pruned run is filed under --out instead.
+    trainer = config.get("trainer") or {}
+    for key in ("logger", "default_root_dir"):
+        trainer.pop(key, None)
+    name = f"{model_args.get('backbone', 'model')}-{method}-{sparsity:g}"
     with tempfile.TemporaryDirectory() as tmp:
-        recipe_file = Path(tmp) / "recipe.yaml"
-        recipe_file.write_text(text)
+        recipe_file = Path(tmp) / f"{name}.yaml"
+        recipe_file.write_text(yaml.safe_dump(config, sort_keys=False))
         cli = ZooLightningCLI(args=[
             "fit", "--config", str(recipe_file), "--model.init_args.backbone_kwargs", json.dumps(backbone_kwargs),
             "--trainer.max_epochs", str(epochs), "--trainer.callbacks+", json.dumps(prune),

@@ -127,6 +127,7 @@ def test_zoo_prune_fine_tunes_and_the_export_is_smaller(
     printed = capsys.readouterr().out
     assert "exported network:" in printed and "% of the FLOPs)" in printed
     pruned = Path(printed.split("pruned checkpoint: ")[1].split()[0])
+    assert pruned.is_relative_to(tmp_path / "runs/speedrun_net_tiny-structured-0.5")  # --out, not the original run
     main(["export", "--ckpt_path", str(pruned), "--out", str(tmp_path / "small"), "--format", "onnx"])
     main(["export", "--ckpt_path", str(trained_cnn), "--out", str(tmp_path / "full"), "--format", "onnx"])
     small, full = (tmp_path / name / "speedrun_net_tiny.onnx" for name in ("small", "full"))

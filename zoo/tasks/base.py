@@ -279,7 +279,9 @@ class ZooTask(L.LightningModule):
         if inputs is None:
             return None
         build = self._backbone_build
-        make_model = (lambda: create_model(build[0], **build[1])) if build is not None else None
+        # Only the shapes matter: the copy loads no weights (a file read, or a download for pretrained=True).
+        shapes_only = {k: v for k, v in build[1].items() if k not in ("weights", "pretrained")} if build else {}
+        make_model = (lambda: create_model(build[0], **shapes_only)) if build is not None else None
         return meta_training_flops(self.backbone, lambda: inputs, make_model=make_model)
 
     # Inference -----------------------------------------------------------------------------------------------
