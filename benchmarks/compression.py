@@ -3,6 +3,7 @@
     python benchmarks/compression.py quantize --ckpt C [C ...] --out benchmarks/results/compression_cpu.jsonl
     python benchmarks/compression.py prune --ckpt C --sparsities 0 0.3 0.5 0.7 --finetune_epochs 1 --out ...
     python benchmarks/compression.py distill --teacher C --seeds 0 1 2 --epochs 6 --out ...
+    python benchmarks/compression.py plot --records QUANTIZE.jsonl PRUNE.jsonl --out docs/pages/img/compression.png
 
 ``quantize``: for each classifier checkpoint, fp32 eager PyTorch, fp32 onnxruntime, int8 onnxruntime (static QDQ,
 ``zoo quantize``'s defaults: 8 calibration batches of the training split) and int8 torchao (PT2E with the x86
@@ -202,9 +203,48 @@ def distill(args: argparse.Namespace) -> None:
     _write(args, records)
 
 
+def plot(args: argparse.Namespace) -> None:
+    """The compression page's picture, from the quantize and prune records: accuracy against latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    quant = [json.loads(line) for line in args.records[0].read_text().splitlines()]
+    pruned = [json.loads(line) for line in args.records[1].read_text().splitlines()]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    markers = {"fp32 eager": "o", "fp32 onnxruntime": "s", "int8 onnxruntime": "D", "int8 torchao": "^"}
+    colors = {"speedrun_net_tiny": "C0", "speedrun_net": "C1", "resnet18_cifar": "C2", "vit_tiny_cifar": "C3"}
+    for record in quant:
+        if record["batch"] == 32 and record["model"] in colors:
+            for key, marker in markers.items():
+                left.scatter(record["median_ms"][key], record["quality"][key], marker=marker,
+                             color=colors[record["model"]], s=45)  # fmt: skip
+    for model, color in colors.items():
+        left.scatter([], [], color=color, label=model)
+    for key, marker in markers.items():
+        left.scatter([], [], marker=marker, color="grey", label=key)
+    left.set(xscale="log", xlabel="median latency at batch 32 (ms, log scale)", ylabel="CIFAR-10 test accuracy (%)",
+             title="int8: the same accuracy in less time")  # fmt: skip
+    left.legend(fontsize=7, loc="center right")
+    sparsity = [r["sparsity"] for r in pruned]
+    lines = right.plot(sparsity, [r["test_accuracy"] for r in pruned], "o-", color="C2", label="test accuracy (%)")
+    twin = right.twinx()
+    lines += twin.plot(sparsity, [r["median_ms"]["32"] for r in pruned], "s--", color="C4",
+                       label="onnxruntime fp32 latency, batch 32 (ms)")  # fmt: skip
+    lines += twin.plot(sparsity, [r["mflops"] / 10 for r in pruned], "^:", color="grey", label="MFLOPs / 10")
+    right.set(xlabel="structured sparsity of resnet18_cifar (channels pruned per group)",
+              ylabel="test accuracy (%)", title="structured pruning, then 1 epoch of fine-tuning")  # fmt: skip
+    twin.set_ylabel("ms; MFLOPs / 10")
+    right.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("quantize", "prune", "distill"))
+    parser.add_argument("what", choices=("quantize", "prune", "distill", "plot"))
+    parser.add_argument("--records", type=Path, nargs=2, default=None, help="plot: the quantize and prune records")
     parser.add_argument("--ckpt", type=Path, nargs="*", default=[])
     parser.add_argument("--teacher", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
@@ -225,7 +265,7 @@ def main() -> None:
     args.data, args.test_data, args.fit = shlex.split(args.data), shlex.split(args.test_data), shlex.split(args.fit)
     os.environ.setdefault("ZOO_DATA", str(REPO.parent / "shared" / "data"))
     torch.manual_seed(0)
-    {"quantize": quantize, "prune": prune, "distill": distill}[args.what](args)
+    {"quantize": quantize, "prune": prune, "distill": distill, "plot": plot}[args.what](args)
 
 
 if __name__ == "__main__":
