@@ -216,23 +216,39 @@ def runner(fmt: str, path: Path) -> Callable[..., torch.Tensor]:
 def load_program(path: Path, extra_files: dict[str, str] | None = None) -> torch.export.ExportedProgram:
     """``torch.export.load``, importing torchao first when the program uses its int8 operators.
 
-    A program quantized by torchao names operators that exist only once torchao is imported; importing it for
-    every program would cost seconds, so it is imported on the first failure only.
+    A program quantized by torchao names operators that exist only once torchao is imported. Importing it for
+    every program would cost seconds, so the archive's serialized graph is searched for those operators first.
 
     Raises:
-        ImportError: When the program cannot be read and torchao, which it may need, is not installed.
+        ImportError: When the program needs torchao and it is not installed.
     """
-    try:
-        return torch.export.load(path, extra_files=extra_files)
-    except RuntimeError:
+    if _uses_quantized_operators(path):
         try:
             import torchao  # noqa: F401  registers the quantized operators
         except ImportError:
             raise MissingExtraError(
-                f"{path} cannot be read; if it was quantized with torchao, install it: "
-                'pip install "lightning-zoo[compress]"'
+                f'{path} was quantized with torchao; to load it: pip install "lightning-zoo[compress]"'
             ) from None
-        return torch.export.load(path, extra_files=extra_files)
+    return torch.export.load(path, extra_files=extra_files)
+
+
+_QUANTIZED_OPERATORS = (b"quantized_decomposed", b"torchao")
+
+
+def _uses_quantized_operators(path: Path) -> bool:
+    """Whether the serialized graphs in the ``.pt2`` archive at ``path`` name torchao's or PT2E's operators."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(
+                marker in archive.read(member)
+                for member in archive.namelist()
+                if member.endswith(".json") and "/models/" in member
+                for marker in _QUANTIZED_OPERATORS
+            )
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return False  # torch.export.load reports what is wrong with the file
 
 
 @contextmanager

@@ -66,7 +66,7 @@ def quantize_program(
         with torch.no_grad():
             for batch in calibration:
                 prepared(*batch)
-        module = convert_pt2e(prepared)
+        module = _drop_unused_tensors(convert_pt2e(prepared))
         details = {"flow": "PT2E", "quantizer": "X86InductorQuantizer", "activations": "uint8", "weights": "int8"}
     elif method == "dynamic":
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
@@ -78,3 +78,19 @@ def quantize_program(
     with torch.no_grad():
         program = torch.export.export(module, example, dynamic_shapes=shapes)
     return program, {"method": method, **details}
+
+
+def _drop_unused_tensors(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Delete the parameters and buffers no node reads: the fp32 weights PT2E folded into int8 copies.
+
+    ``convert_pt2e`` leaves the original weights registered beside their int8 versions, and ``torch.export``
+    would save both: the program came out larger than the fp32 model (1.6 MiB against 1.2 MiB for
+    speedrun_net_tiny; 0.5 MiB without them).
+    """
+    read = {node.target for node in module.graph.nodes if node.op == "get_attr"}
+    names = [name for name, _ in module.named_parameters()] + [name for name, _ in module.named_buffers()]
+    for name in names:
+        if name not in read:
+            owner, _, attribute = name.rpartition(".")
+            delattr(module.get_submodule(owner) if owner else module, attribute)
+    return module
