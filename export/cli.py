@@ -43,7 +43,7 @@ def run_export_command(argv: list[str]) -> None:
             args.ckpt_path, args.out, formats, verify=not args.no_verify, weights=args.weights, task_class=args.task
         )
         quantized = (
-            _quantize(parser, args.ckpt_path, args.out, weights=args.weights, quiet_card=True)
+            _quantize(parser, args.ckpt_path, args.out, weights=args.weights, write_card=False)
             if args.quantize
             else None
         )
@@ -110,6 +110,6 @@ def _quantize(parser: argparse.ArgumentParser, checkpoint: str, out: str, **opti
     from zoo.errors import MissingExtraError, UsageError
 
     try:
-        return quantize_checkpoint(checkpoint, out, write_card=not options.pop("quiet_card", False), **options)
+        return quantize_checkpoint(checkpoint, out, **options)
     except (FileNotFoundError, ValueError, WeightsMismatchError, UsageError, MissingExtraError) as err:
         parser.error(str(err))

@@ -156,8 +156,7 @@ def quantize_checkpoint(
     data = build_data(config, loaded, list(data_overrides))
     compression: dict[str, Any] = {"dtype": "int8", "backend": backend}
     if method == "static":
-        compression["calibration"] = _calibration_record(loaded.task, data, calibration, calibration_batches)
-        calibration = compression["calibration"].pop("inputs")
+        calibration, compression["calibration"] = _calibration(loaded.task, data, calibration, calibration_batches)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     stem = str(metadata["model_name"]).replace("/", "_")
@@ -186,20 +185,20 @@ def quantize_checkpoint(
     return report
 
 
-def _calibration_record(
+def _calibration(
     task: Any, data: Any, given: Sequence[tuple[torch.Tensor, ...]] | None, batches: int
-) -> dict[str, Any]:
+) -> tuple[list[tuple[torch.Tensor, ...]], dict[str, Any]]:
+    """The calibration batches (given, or captured from the training split) and their record for the metadata."""
     from export.calibration import capture_calibration_inputs, fingerprint
 
     inputs = list(given) if given is not None else capture_calibration_inputs(task, data, batches)
     if not inputs:
         raise ConfigError("calibration got no batches")
-    return {
+    return inputs, {
         "source": "given" if given is not None else f"train split of {type(data).__name__}",
         "batches": len(inputs),
         "samples": sum(int(batch[0].shape[0]) for batch in inputs),
         "fingerprint": fingerprint(inputs),
-        "inputs": inputs,
     }
 
 

@@ -85,11 +85,10 @@ def export_spec(source: LoadedCheckpoint | ZooTask) -> ExportSpec:
         raise ConfigError(f"export needs a zoo task (a zoo.tasks.ZooTask), got {type(task).__name__}")
     signature = task.inference_signature()
     if isinstance(source, LoadedCheckpoint) and (source.pruning or {}).get("method") == "structured":
-        from zoo.pruning.masks import remove_pruned_channels
+        from zoo.pruning.masks import example_inputs_of, remove_pruned_channels
 
         # Structured pruning left whole channels at zero; cut them out so the artifact is smaller and faster.
-        sizes = dict(signature.example_sizes)
-        remove_pruned_channels(task.backbone, task.example_inputs(sizes, _generator(sizes)))
+        remove_pruned_channels(task.backbone, example_inputs_of(task))
     module = task.inference_module().eval()
 
     def make_inputs(sizes: dict[str, int]) -> tuple[torch.Tensor, ...]:

@@ -105,22 +105,20 @@ def prune_checkpoint(
 def compare_exported_size(checkpoint: Path) -> tuple[dict[str, int], dict[str, int]]:
     """Parameters and inference FLOPs (batch 1) of the checkpoint's network before and after channel removal."""
     from zoo.checkpoints import load_checkpoint
-    from zoo.pruning.masks import remove_pruned_channels
+    from zoo.pruning.masks import example_inputs_of, remove_pruned_channels
 
     task = load_checkpoint(checkpoint).task
     before = _size(task.inference_module(), task)
-    remove_pruned_channels(task.backbone, _example_inputs(task, task.inference_signature().example_sizes))
+    remove_pruned_channels(task.backbone, example_inputs_of(task))
     return before, _size(task.inference_module(), task)
-
-
-def _example_inputs(task: Any, sizes: Any) -> tuple[torch.Tensor, ...]:
-    return task.example_inputs(dict(sizes), torch.Generator().manual_seed(0))
 
 
 def _size(module: torch.nn.Module, task: Any) -> dict[str, int]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    inputs = _example_inputs(task, {**dict(task.inference_signature().example_sizes), "batch": 1})
+    from zoo.pruning.masks import example_inputs_of
+
+    inputs = example_inputs_of(task, batch=1)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         module.eval()(*inputs)

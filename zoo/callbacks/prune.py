@@ -9,9 +9,17 @@ import torch
 from torch import nn
 from typing_extensions import override
 
+from zoo.callbacks.ema import EMA
 from zoo.checkpoints import PRUNING_KEY
 from zoo.errors import ConfigError
-from zoo.pruning.masks import apply_masks, check_sparsity, mask_sparsity, structured_masks, unstructured_masks
+from zoo.pruning.masks import (
+    apply_masks,
+    check_sparsity,
+    example_inputs_of,
+    mask_sparsity,
+    structured_masks,
+    unstructured_masks,
+)
 
 __all__ = ["Prune"]
 
@@ -78,6 +86,7 @@ class Prune(L.Callback):
         self.start_sparsity = start_sparsity
         self.frequency = frequency
         self.masks: dict[str, torch.Tensor] = {}
+        self._pairs: list[tuple[nn.Parameter, torch.Tensor]] = []  # (parameter, its mask on its device)
         self.pruned_epoch: int | None = None
         self.current_sparsity = 0.0
 
@@ -104,41 +113,43 @@ class Prune(L.Callback):
         if self.method == "unstructured":
             self.masks = unstructured_masks(backbone, target)
         else:
-            self.masks = structured_masks(backbone, target, _example_inputs(pl_module))
+            self.masks = structured_masks(backbone, target, example_inputs_of(pl_module))
         self.pruned_epoch = epoch
-        self._enforce(trainer, pl_module)
+        self._pair(pl_module)
+        self._enforce(trainer)
         self.current_sparsity = mask_sparsity(self.masks)
         pl_module.log("prune/sparsity", self.current_sparsity, on_step=False, on_epoch=True)
 
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        if not self.masks:
-            return
-        parameters = dict(_backbone(pl_module).named_parameters())
-        for name, mask in self.masks.items():
-            grad = parameters[name].grad if name in parameters else None
-            if grad is not None:
-                grad.mul_(mask.to(grad.device))
+        for parameter, mask in self._pairs:
+            if parameter.grad is not None:
+                parameter.grad.mul_(mask)
 
     @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.masks:
-            self._enforce(trainer, pl_module)
+        if self._pairs:
+            self._enforce(trainer)
 
     @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.masks:  # restored from a checkpoint: put the masks on the module's device
-            device = next(_backbone(pl_module).parameters()).device
-            self.masks = {name: mask.to(device) for name, mask in self.masks.items()}
+        if self.masks:  # restored from a checkpoint, before the module reached its device
+            self._pair(pl_module)
 
-    def _enforce(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        apply_masks(_backbone(pl_module).state_dict(), self.masks)
+    def _pair(self, pl_module: L.LightningModule) -> None:
+        """Pair each masked parameter with its mask on the parameter's device, once per new set of masks."""
+        parameters = dict(_backbone(pl_module).named_parameters())
+        self._pairs = [(parameters[name], mask.to(parameters[name].device)) for name, mask in self.masks.items()]
+
+    @torch.no_grad()
+    def _enforce(self, trainer: L.Trainer) -> None:
+        for parameter, mask in self._pairs:
+            parameter.mul_(mask)
         for callback in trainer.callbacks:  # type: ignore[attr-defined]
-            average = getattr(callback, "average", None)
-            if isinstance(average, dict):  # zoo.callbacks.EMA: the average must be as sparse as the network
-                apply_masks(average, self.masks)
+            if isinstance(callback, EMA) and callback.average is not None:  # the average must be as sparse
+                apply_masks(callback.average, self.masks)
 
     # State ---------------------------------------------------------------------------------------------
 
@@ -170,11 +181,3 @@ class Prune(L.Callback):
 def _backbone(pl_module: L.LightningModule) -> nn.Module:
     backbone = getattr(pl_module, "backbone", None)
     return backbone if isinstance(backbone, nn.Module) else pl_module
-
-
-def _example_inputs(pl_module: L.LightningModule) -> tuple[torch.Tensor, ...]:
-    """Inputs of the task's inference signature's example sizes, on the module's device, to trace channel groups."""
-    signature = pl_module.inference_signature()  # type: ignore[operator]
-    inputs = pl_module.example_inputs(dict(signature.example_sizes), torch.Generator().manual_seed(0))  # type: ignore[operator]
-    device = next(_backbone(pl_module).parameters()).device
-    return tuple(t.to(device) for t in inputs)

@@ -26,10 +26,27 @@ from torch import nn
 
 from zoo.errors import ConfigError, MissingExtraError
 
-__all__ = ["apply_masks", "mask_sparsity", "remove_pruned_channels", "structured_masks", "unstructured_masks"]
+__all__ = [
+    "apply_masks",
+    "example_inputs_of",
+    "mask_sparsity",
+    "remove_pruned_channels",
+    "structured_masks",
+    "unstructured_masks",
+]
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _CHANNEL_MEMBERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+
+
+def example_inputs_of(task: Any, **sizes: int) -> tuple[torch.Tensor, ...]:
+    """A zoo task's example inputs at its signature's example sizes (``sizes`` override some), on its device.
+
+    What the channel groups are traced with and the FLOPs are counted on.
+    """
+    wanted = {**dict(task.inference_signature().example_sizes), **sizes}
+    device = next(task.parameters()).device
+    return tuple(t.to(device) for t in task.example_inputs(wanted, torch.Generator().manual_seed(0)))
 
 
 def _classifier_head(module: nn.Module) -> nn.Module | None:
