@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from export.formats import FORMATS, SUFFIXES, write
 from export.metadata import build_metadata, write_model_card
+from export.reference import drift_reference
 from export.specs import export_spec
 from export.verify import Verification, verify_artifact
 from zoo.checkpoints import load_checkpoint
@@ -57,6 +58,7 @@ def export_checkpoint(
     verify: bool = True,
     weights: Literal["ema", "trained"] = "ema",
     task_class: str | None = None,
+    reference_samples: int = 1024,
 ) -> ExportReport:
     """Export a checkpoint's network in ``formats`` to ``out`` and verify each artifact.
 
@@ -67,6 +69,9 @@ def export_checkpoint(
         verify: Compare each artifact with eager PyTorch (on by default).
         weights: ``"ema"`` (default: the EMA average when the run kept one) or ``"trained"``.
         task_class: The task's import path, for checkpoints that do not record it.
+        reference_samples: About how many validation inputs' features and confidences become the drift reference
+            ``zoo serve`` watches (``metadata["drift_reference"]``; 0 for none, and none when the data is
+            not on this machine).
 
     Returns:
         The report; ``report.ok`` is false when any artifact failed to export or to verify.
@@ -81,6 +86,7 @@ def export_checkpoint(
     loaded = load_checkpoint(checkpoint, task_class=task_class, weights=weights)
     spec = export_spec(loaded)
     metadata = build_metadata(loaded, spec)
+    metadata["drift_reference"] = drift_reference(loaded, spec, reference_samples)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     report = ExportReport(metadata=metadata)

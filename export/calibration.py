@@ -20,14 +20,17 @@ from zoo.errors import DataError
 __all__ = ["capture_calibration_inputs", "fingerprint"]
 
 
-def capture_calibration_inputs(task: Any, data: Any, batches: int, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
-    """The backbone's inputs on the first ``batches`` batches of ``data``'s training split, on the CPU.
+def capture_calibration_inputs(
+    task: Any, data: Any, batches: int, seed: int = 0, split: str = "train"
+) -> list[tuple[torch.Tensor, ...]]:
+    """The backbone's inputs on the first ``batches`` batches of ``data``'s ``split``, on the CPU.
 
     Args:
         task: A zoo task whose ``logits_and_targets`` calls ``task.backbone``.
         data: The recipe's data module.
         batches: How many training batches to record (at least 1).
         seed: Seeds the global RNG before the loader is read, so that a shuffled split gives the same batches.
+        split: ``"train"`` (calibration) or ``"val"`` (the drift reference of :mod:`export.reference`).
 
     Returns:
         One tuple of tensors per batch, in the artifact's input order (a missing attention mask becomes ones).
@@ -50,14 +53,14 @@ def capture_calibration_inputs(task: Any, data: Any, batches: int, seed: int = 0
     handle = task.backbone.register_forward_pre_hook(record)
     try:
         with torch.inference_mode():
-            for index, batch in enumerate(data.train_dataloader()):
+            for index, batch in enumerate(getattr(data, f"{split}_dataloader")()):
                 if index >= batches:
                     break
                 task.logits_and_targets(data.on_after_batch_transfer(move_data_to_device(batch, device), 0), "val")
     finally:
         handle.remove()
     if not captured:
-        raise DataError(f"the training split of {type(data).__name__} gave no batches to calibrate on")
+        raise DataError(f"the {split} split of {type(data).__name__} gave no batches to record")
     return captured
 
 

@@ -28,6 +28,8 @@ def run_export_command(argv: list[str]) -> None:
     parser.add_argument("--weights", choices=("ema", "trained"), default="ema", help="EMA average (default) or not")
     parser.add_argument("--task", default=None, help="task class for checkpoints that do not record it")
     parser.add_argument("--no_verify", action="store_true", help="skip the comparison with eager PyTorch")
+    parser.add_argument("--reference_samples", type=at_least(0), default=1024,
+                        help="validation inputs recorded as the drift reference of `zoo serve` (0: none)")  # fmt: skip
     parser.add_argument(
         "--quantize", choices=("int8",), default=None,
         help="also write an int8 ONNX artifact, as `zoo quantize` with its defaults would (needs the recipe's data)",
@@ -40,8 +42,9 @@ def run_export_command(argv: list[str]) -> None:
 
     try:
         report = export_checkpoint(
-            args.ckpt_path, args.out, formats, verify=not args.no_verify, weights=args.weights, task_class=args.task
-        )
+            args.ckpt_path, args.out, formats, verify=not args.no_verify, weights=args.weights, task_class=args.task,
+            reference_samples=args.reference_samples,
+        )  # fmt: skip
         quantized = (
             _quantize(parser, args.ckpt_path, args.out, weights=args.weights, write_card=False)
             if args.quantize

@@ -8,7 +8,7 @@ read too.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +48,20 @@ class ExportedModel:
 
     Attributes:
         path: The artifact.
-        format: ``"onnx"``, ``"torchscript"`` or ``"exported_program"``.
+        format: ``"onnx"``, ``"torchscript"``, ``"exported_program"``, or ``"eager"`` for a checkpoint's own
+            network (``run`` given; see :func:`export.serve.model.load_servable`).
         metadata: What the artifact says about itself (model, inputs, preprocessing, labels, recipe, metrics).
         signature: The inference signature read from the metadata.
     """
 
-    def __init__(self, path: Path, fmt: str, metadata: dict[str, Any]) -> None:
+    def __init__(
+        self, path: Path, fmt: str, metadata: dict[str, Any], run: Callable[..., torch.Tensor] | None = None
+    ) -> None:
         self.path = path
         self.format = fmt
         self.metadata = metadata
         self.signature = InferenceSignature.from_dict(metadata)
-        self._run = runner(fmt, path)
+        self._run = runner(fmt, path) if run is None else run
         self._tokenizer: Any = None
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -110,7 +113,14 @@ class ExportedModel:
             logits = self(self.preprocess_images(inputs))
         else:
             raise self._wrong_input("predict() classifies images or texts")
-        probabilities = (logits.float() / self.temperature).softmax(dim=-1)
+        return self.top_labels(self.probabilities(logits), top_k)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(N, classes)``: the softmax of ``logits`` over the calibrated temperature."""
+        return (logits.float() / self.temperature).softmax(dim=-1)
+
+    def top_labels(self, probabilities: torch.Tensor, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Per row of ``probabilities`` ``(N, classes)``, the ``top_k`` ``(label, probability)`` pairs."""
         values, indices = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
         names = self.labels or [str(i) for i in range(probabilities.shape[-1])]
         return [[(names[i], float(p)) for p, i in zip(row_p, row_i, strict=True)]
@@ -145,9 +155,21 @@ class ExportedModel:
         self, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8, top_k: int | None = 200, seed: int = 0
     ) -> str:
         """Continue ``prompt`` with a language model, sampling token by token from the artifact's logits."""
+        return prompt + "".join(self.stream(prompt, max_new_tokens, temperature, top_k, seed))
+
+    def stream(
+        self, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8, top_k: int | None = 200, seed: int = 0
+    ) -> Iterator[str]:
+        """:meth:`generate`'s continuation as it is sampled: the text each new token adds, one at a time.
+
+        The text of a token is what decoding the whole sequence gains by it, so multi-byte characters split
+        over several byte-level tokens come out whole (an empty piece while one is incomplete).
+        """
         block = self._preprocessing(TokenInput, "generate() continues a prompt").block_size or None
         ids = torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long)
+        start = ids.shape[1]
         generator = torch.Generator().manual_seed(seed)
+        told = text = ""
         for _ in range(max_new_tokens):
             context = ids if block is None else ids[:, -block:]
             logits = self(context)[:, -1, :].float()
@@ -160,4 +182,9 @@ class ExportedModel:
                     logits = logits.masked_fill(logits < kth, float("-inf"))
                 next_id = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
             ids = torch.cat([ids, next_id], dim=1)
-        return self.tokenizer.decode(ids[0].tolist())
+            text = self.tokenizer.decode(ids[0, start:].tolist())
+            stable = text.rstrip("\ufffd")  # an incomplete UTF-8 character waits for its next byte
+            piece, told = stable[len(told) :], stable
+            yield piece
+        if text != told:
+            yield text[len(told) :]

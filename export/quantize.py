@@ -24,6 +24,7 @@ import torch
 
 from export.metadata import METADATA_FILE, build_metadata, dumps, write_model_card
 from export.quality import Quality, measure_quality
+from export.reference import drift_reference
 from export.specs import export_spec
 from zoo.errors import ConfigError, UsageError
 
@@ -154,6 +155,7 @@ def quantize_checkpoint(
     spec = export_spec(loaded)
     metadata = build_metadata(loaded, spec)
     data = build_data(config, loaded, list(data_overrides))
+    metadata["drift_reference"] = drift_reference(loaded, spec, data=data)
     compression: dict[str, Any] = {"dtype": "int8", "backend": backend}
     if method == "static":
         calibration, compression["calibration"] = _calibration(loaded.task, data, calibration, calibration_batches)

@@ -75,6 +75,29 @@ def trained_gpt_nano(tmp_path_factory: pytest.TempPathFactory, shared_data: Path
     return _fit("recipes/shakespeare/gpt_nano.yaml", tmp_path_factory.mktemp("trained_gpt_nano"), 40)
 
 
+@pytest.fixture(scope="session")
+def trained_text_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bert_tiny after 6 epochs on 48 short positive/negative reviews (36 steps): its ``last.ckpt``."""
+    import csv
+
+    from zoo.lightning_cli import ZooLightningCLI
+
+    root = tmp_path_factory.mktemp("trained_text_classifier")
+    rows = [(t, "pos") for t in ("a wonderful film", "truly great acting", "I loved it")] * 8
+    rows += [(t, "neg") for t in ("a terrible film", "truly awful acting", "I hated it")] * 8
+    train = root / "train.csv"
+    with train.open("w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    torch.manual_seed(0)
+    cli = ZooLightningCLI(args=[
+        "fit", "--model", "zoo.tasks.TextClassifier", "--model.init_args.backbone", "bert_tiny",
+        "--data", "zoo.data.TextClassificationDataModule", "--data.init_args.train_file", str(train),
+        "--data.init_args.vocab_size", "120", "--data.init_args.batch_size", "8", "--trainer.max_epochs", "6",
+        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root / "runs"),
+    ])  # fmt: skip
+    return Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
 def extract_image_tree(target: Path, per_class: int, splits: tuple[str, ...] = ("train", "test")) -> Path:
     """Extract ``per_class`` real CIFAR-10 JPEGs per class and split from the mini archive into ``target``."""
     taken: dict[tuple[str, str], int] = {}
@@ -89,7 +112,7 @@ def extract_image_tree(target: Path, per_class: int, splits: tuple[str, ...] = (
     return target
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def extract_images():
     """:func:`extract_image_tree`, for tests that shape a tree of their own (e.g. skew its classes)."""
     return extract_image_tree

@@ -11,7 +11,6 @@ from PIL import Image
 
 from zoo.errors import DataError, UsageError
 from zoo.evaluation.explain import explain_image, run_explain_command
-from zoo.lightning_cli import ZooLightningCLI
 
 
 class _Tiny(torch.nn.Module):
@@ -70,22 +69,8 @@ def test_explain_writes_an_overlay_of_the_inputs_size(checkpoint: str, tmp_path:
         run_explain_command(["--ckpt_path", checkpoint, "--text", "a photo of a cat"])
 
 
-def test_a_text_classifier_gets_per_token_attributions(tmp_path: Path) -> None:
-    import csv
-
-    rows = [(t, "pos") for t in ("a wonderful film", "truly great acting", "I loved it")] * 8
-    rows += [(t, "neg") for t in ("a terrible film", "truly awful acting", "I hated it")] * 8
-    train = tmp_path / "train.csv"
-    with train.open("w", newline="") as f:
-        csv.writer(f).writerows([("text", "label"), *rows])
-    torch.manual_seed(0)
-    cli = ZooLightningCLI(args=[
-        "fit", "--model", "zoo.tasks.TextClassifier", "--model.init_args.backbone", "bert_tiny",
-        "--data", "zoo.data.TextClassificationDataModule", "--data.init_args.train_file", str(train),
-        "--data.init_args.vocab_size", "120", "--data.init_args.batch_size", "8", "--trainer.max_epochs", "6",
-        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "runs"),
-    ])  # fmt: skip
-    checkpoint = cli.trainer.checkpoint_callback.last_model_path
+def test_a_text_classifier_gets_per_token_attributions(trained_text_classifier: Path, tmp_path: Path) -> None:
+    checkpoint = str(trained_text_classifier)
     run_explain_command(["--ckpt_path", checkpoint, "--text", "a wonderful film", "--out", str(tmp_path / "out")])
     record = json.loads((tmp_path / "out" / "text0.json").read_text())
     assert record["tokens"][0] == "[CLS]" and "wonderful" in record["tokens"]

@@ -54,7 +54,7 @@ def test_a_broken_calibration_fails_the_accuracy_gate_and_the_artifact_is_kept_m
     assert export.load(report.artifact).metadata["status"].startswith("failed: accuracy fp32")
     assert report.metadata["compression"]["calibration"]["source"] == "given"
     # The command line: calibration data that went wrong the same way, on one batch, exits 1 naming the drop.
-    monkeypatch.setattr(calibration_inputs, "capture_calibration_inputs", lambda *args: constant)
+    monkeypatch.setattr(calibration_inputs, "capture_calibration_inputs", lambda *args, **kwargs: constant)
     with pytest.raises(SystemExit) as exit_info:
         main(["quantize", "--ckpt_path", str(trained_cnn), "--out", str(tmp_path / "cli"), *FAST])
     assert exit_info.value.code == 1
