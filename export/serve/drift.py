@@ -42,10 +42,10 @@ def input_features(preprocessing: Any, inputs: Sequence[torch.Tensor]) -> dict[s
         channels = images.shape[1]
         mean = torch.tensor(preprocessing.mean or (0.0,) * channels).view(1, -1, 1, 1)
         std = torch.tensor(preprocessing.std or (1.0,) * channels).view(1, -1, 1, 1)
-        pixels = (images * std + mean).flatten(2)
-        features = {f"channel{c}_mean": pixels[:, c].mean(dim=1) for c in range(channels)}
-        features |= {f"channel{c}_std": pixels[:, c].std(dim=1) for c in range(channels)}
-        return features
+        std_, mean_ = torch.std_mean((images * std + mean).flatten(2), dim=2)  # (N, C) each, in one pass
+        columns = torch.cat([mean_, std_], dim=1).T  # one tensor per feature without a per-channel loop
+        names = [f"channel{c}_mean" for c in range(channels)] + [f"channel{c}_std" for c in range(channels)]
+        return dict(zip(names, columns, strict=True))
     if kind == "text":
         mask = inputs[1] if len(inputs) > 1 else torch.ones_like(inputs[0])
         return {"tokens": mask.sum(dim=1).float()}
@@ -79,6 +79,9 @@ def psi(expected: Sequence[float], actual: torch.Tensor) -> float:
 class DriftMonitor:
     """The last ``window`` inputs' features, scored against the reference.
 
+    Each feature's window keeps the bin of every recent input and the count per bin, updated as inputs come
+    and go, so a score costs the number of bins, not the window's length.
+
     Args:
         reference: ``metadata["drift_reference"]`` written by ``zoo export``.
         window: How many recent inputs are compared.
@@ -90,7 +93,10 @@ class DriftMonitor:
         self, reference: Mapping[str, Any], window: int = 512, min_samples: int = 200, threshold: float = 0.25
     ) -> None:
         self.reference = dict(reference["features"])
-        self.window = {name: deque(maxlen=window) for name in self.reference}
+        self.edges = {name: torch.tensor(f["edges"], dtype=torch.float64) for name, f in self.reference.items()}
+        self.bins: dict[str, deque[int]] = {name: deque() for name in self.reference}
+        self.counts = {name: [0] * (len(f["edges"]) + 1) for name, f in self.reference.items()}
+        self.window = window
         self.min_samples = min(min_samples, window)
         self.threshold = threshold
         self._alarm = False
@@ -98,14 +104,20 @@ class DriftMonitor:
     def update(self, features: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """Add a batch's features; the scores ``{feature: PSI}`` (empty while the window is short)."""
         for name, values in features.items():
-            if name in self.window:
-                self.window[name].extend(values.tolist())
+            if name not in self.bins:
+                continue
+            bins, counts = self.bins[name], self.counts[name]
+            for index in torch.bucketize(values.double(), self.edges[name]).tolist():
+                if len(bins) == self.window:
+                    counts[bins.popleft()] -= 1
+                bins.append(index)
+                counts[index] += 1
         scores = self.scores()
         worst = max(scores.values(), default=0.0)
         if worst > self.threshold and not self._alarm:
             feature = max(scores, key=scores.__getitem__)
             log.warning("input drift: %s has PSI %.3f over the last %d inputs (threshold %.2f)",
-                        feature, worst, len(self.window[feature]), self.threshold)  # fmt: skip
+                        feature, worst, len(self.bins[feature]), self.threshold)  # fmt: skip
         self._alarm = worst > self.threshold
         return scores
 
@@ -113,11 +125,9 @@ class DriftMonitor:
         """PSI per feature over the window, once it holds ``min_samples`` inputs."""
         scores = {}
         for name, stored in self.reference.items():
-            values = self.window[name]
-            if len(values) < self.min_samples:
+            seen = len(self.bins[name])
+            if seen < self.min_samples:
                 continue
-            edges = torch.tensor(stored["edges"], dtype=torch.float64)
-            counts = torch.bincount(torch.bucketize(torch.tensor(list(values), dtype=torch.float64), edges),
-                                    minlength=len(edges) + 1).double()  # fmt: skip
-            scores[name] = psi(stored["proportions"], counts / counts.sum())
+            shares = torch.tensor(self.counts[name], dtype=torch.float64) / seen
+            scores[name] = psi(stored["proportions"], shares)
         return {name: value for name, value in scores.items() if math.isfinite(value)}

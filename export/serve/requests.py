@@ -8,7 +8,8 @@ small JSON payload the worker trusts:
   JSON (``{"images": [...]}``, ``{"image": ...}`` or a bare list of base64 strings);
 - text classifiers: ``{"texts": [...], "top_k": k}`` from ``{"text": str | [str, ...]}`` (or ``"texts"``);
 - language models: ``{"prompt", "max_new_tokens", "temperature", "top_k", "seed", "stream"}``;
-- graph models: ``{"x": [[...]], "edge_index": [[...], [...]]}``.
+- graph models: ``{"x": [[...]], "edge_index": [[...], [...]], "top_k": k}``;
+- diffusion models: ``{"num_images", "seed", "steps", "class_label", "sampler"}``.
 
 Statuses: 400 for what cannot be read (JSON, base64, image bytes, wrong types), 413 for a body over the limit,
 415 for a content type the model does not take, 422 for readable input outside a limit (pixels, tokens, items,
@@ -50,6 +51,7 @@ class Limits:
         max_pixels: Largest image, width times height, before it is decoded (422 above it).
         max_new_tokens: Most tokens a language model generates for one request (422 above it).
         max_nodes: Most nodes in one graph (422 above it).
+        max_images: Most images a diffusion model generates for one request (422 above it).
     """
 
     max_body_bytes: int = 8 * 2**20
@@ -57,6 +59,7 @@ class Limits:
     max_pixels: int = 4096 * 4096
     max_new_tokens: int = 1024
     max_nodes: int = 100_000
+    max_images: int = 16
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,14 @@ class ModelFacts:
     """What the front door needs to know of the served model (read from its inference signature).
 
     Attributes:
-        kind: The raw input: ``"image"``, ``"text"``, ``"tokens"`` or ``"graph"``.
-        num_classes: Output classes of a classifier (bounds ``top_k``), else ``None``.
+        kind: The raw input: ``"image"``, ``"text"``, ``"tokens"``, ``"graph"`` or ``"noise"`` (diffusion).
+        num_classes: Output classes of a classifier (bounds ``top_k``) or of a conditional diffusion model.
         max_tokens: The longest text (tokens, special ones included) or prompt the model takes, else ``None``.
         in_channels: Node feature width of a graph model, else ``None``.
         tokenizer: The model's tokenizer, for counting tokens, else ``None``.
+        max_steps: A diffusion model's training timesteps (the most sampling steps), else ``None``.
+        conditional: Whether a diffusion model takes class labels.
+        labels: Class names, when the model has them (a diffusion request may name its class).
     """
 
     kind: str
@@ -76,6 +82,9 @@ class ModelFacts:
     max_tokens: int | None = None
     in_channels: int | None = None
     tokenizer: Any = None
+    max_steps: int | None = None
+    conditional: bool = False
+    labels: tuple[str, ...] | None = None
 
 
 def parse_request(content_type: str, body: bytes, facts: ModelFacts, limits: Limits) -> dict[str, Any]:
@@ -108,6 +117,8 @@ def parse_request(content_type: str, body: bytes, facts: ModelFacts, limits: Lim
         return _generation(request, facts, limits)
     if facts.kind == "graph":
         return _graph(request, facts, limits)
+    if facts.kind == "noise":
+        return _diffusion(request, facts, limits)
     raise RequestError(501, f"serving {facts.kind} models is not supported")
 
 
@@ -276,3 +287,27 @@ def _graph(request: Any, facts: ModelFacts, limits: Limits) -> dict[str, Any]:
             if not isinstance(node, int) or isinstance(node, bool) or not 0 <= node < len(x):
                 raise RequestError(422, f"edge_index holds {node!r}; node indices run from 0 to {len(x) - 1}")
     return {"x": x, "edge_index": edges, "top_k": _top_k(request, facts)}
+
+
+def _diffusion(request: Any, facts: ModelFacts, limits: Limits) -> dict[str, Any]:
+    request = _fields(request, ("num_images", "seed", "steps", "class_label", "sampler"), "'num_images'")
+    count = _integer(request, "num_images", 1, 1, limits.max_images)
+    steps = _integer(request, "steps", min(50, facts.max_steps or 50), 1, facts.max_steps)
+    sampler = request.get("sampler", "ddim")
+    if sampler not in ("ddpm", "ddim"):
+        raise RequestError(422, f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    label = request.get("class_label")
+    if label is not None and not facts.conditional:
+        raise RequestError(422, "class_label was given, but this diffusion model is unconditional")
+    labels = label if isinstance(label, list) else None if label is None else [label]
+    if labels is not None:
+        if len(labels) not in (1, count):
+            raise RequestError(422, f"{len(labels)} class labels for {count} images; give one, or one per image")
+        names = list(facts.labels or ())
+        labels = [names.index(v) if isinstance(v, str) and v in names else v for v in labels]
+        for value in labels:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (facts.num_classes or 0):
+                known = f"0..{(facts.num_classes or 0) - 1}" + (f" or one of {names}" if names else "")
+                raise RequestError(422, f"class_label {value!r} is not a class of this model ({known})")
+    return {"num_images": count, "seed": _integer(request, "seed", 0, 0, 2**63 - 1), "steps": steps,
+            "class_label": labels, "sampler": sampler}  # fmt: skip

@@ -94,17 +94,25 @@ def model_facts(model: Any) -> ModelFacts:
     signature = model.signature
     pre = signature.preprocessing
     kind = getattr(pre, "kind", None)
-    if kind not in ("image", "text", "tokens"):
-        raise ConfigError(f"{model.path}: serving {kind or 'this'} models is not supported yet; "
-                          "zoo serve takes image and text classifiers and language models")  # fmt: skip
+    if kind is None:
+        raise ConfigError(f"{model.path} records no preprocessing (its run had no data facts): nothing to serve from")
     labels = signature.labels
+    num_classes = None if labels is None else len(labels)
+    if num_classes is None and signature.outputs and kind in ("image", "text", "graph"):
+        num_classes = signature.outputs[0].shape[-1] if isinstance(signature.outputs[0].shape[-1], int) else None
     max_tokens = None
     if kind == "text":
         max_tokens = pre.max_length or signature.inputs[0].max_sizes.get("tokens")
     elif kind == "tokens":
         max_tokens = pre.block_size or None
     tokenizer = tokenizer_from_spec(pre.tokenizer) if kind in ("text", "tokens") else None
-    return ModelFacts(kind, None if labels is None else len(labels), max_tokens, None, tokenizer)
+    if kind == "noise":
+        conditional = len(signature.inputs) == 3
+        num_classes = num_classes or (int(model.metadata["hparams"].get("num_classes") or 0) if conditional else None)
+        steps = int(pre.noise_schedule["num_train_timesteps"])
+        return ModelFacts(kind, num_classes, max_steps=steps, conditional=conditional, labels=labels)
+    width = pre.in_channels if kind == "graph" else None
+    return ModelFacts(kind, num_classes, max_tokens, width, tokenizer, labels=labels)
 
 
 def serve(path: str | os.PathLike[str], options: ServeOptions) -> int:
@@ -130,7 +138,7 @@ def _serve(path: str | os.PathLike[str], options: ServeOptions) -> int:
     from export.serve.gate import Gate
     from export.serve.metrics import render
     from export.serve.model import describe, load_servable
-    from export.serve.workers import ClassifierAPI, LanguageModelAPI
+    from export.serve.workers import ClassifierAPI, DiffusionAPI, GraphAPI, LanguageModelAPI
 
     api_key = _api_key(options.api_key_env)
     model = load_servable(path, options.runtime, options.allow_failed)
@@ -141,11 +149,20 @@ def _serve(path: str | os.PathLike[str], options: ServeOptions) -> int:
         "drift_reference": model.metadata.get("drift_reference"),
         "drift": {"window": options.drift_window, "threshold": options.drift_threshold},
     }
+    batching: dict[str, Any] = {"max_batch_size": options.max_batch_size,
+                                "batch_timeout": options.batch_timeout_ms / 1000}  # fmt: skip
+    if options.max_batch_size > 1:
+        from export.serve.batching import AdaptiveBatchedLoop
+
+        batching["loop"] = AdaptiveBatchedLoop()
     if facts.kind == "tokens":
         api: Any = LanguageModelAPI(source)
+    elif facts.kind == "noise":
+        api = DiffusionAPI(source)
+    elif facts.kind == "graph":
+        api = GraphAPI(source, **batching)
     else:
-        api = ClassifierAPI(source, max_batch_size=options.max_batch_size,
-                            batch_timeout=options.batch_timeout_ms / 1000)  # fmt: skip
+        api = ClassifierAPI(source, **batching)
     gate = {"facts": facts, "limits": options.limits, "state": STATE, "api_key": api_key,
             "max_queue": options.max_queue, "timeout_s": options.timeout_s}  # fmt: skip
     server = ls.LitServer(

@@ -4,7 +4,8 @@ Each runs in LitServe's inference worker process. :class:`ClassifierAPI` takes t
 (up to ``max_batch_size`` within ``batch_timeout``), runs their images or texts through the model in one call,
 and hands each caller its own answer; a request that still fails to decode here is answered alone with its
 status, the rest of its batch is not affected. :class:`LanguageModelAPI` generates one prompt at a time and can
-stream the tokens as they come (NDJSON lines).
+stream the tokens as they come (NDJSON lines). :class:`GraphAPI` batches graphs as one disjoint union;
+:class:`DiffusionAPI` samples each request's images and returns them as PNGs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import litserve as ls
 import torch
 
-__all__ = ["ClassifierAPI", "LanguageModelAPI", "Rejected"]
+__all__ = ["ClassifierAPI", "DiffusionAPI", "GraphAPI", "LanguageModelAPI", "Rejected"]
 
 
 @dataclass(frozen=True)
@@ -157,12 +158,17 @@ class ClassifierAPI(_ServedAPI):
 
     def encode_response(self, output: Any) -> Any:
         """``{"model", "version", "predictions": [[{"label", "probability"}, ...], ...]}``, or the rejection."""
-        if isinstance(output, Rejected):
-            from starlette.responses import JSONResponse
+        return classification_response(self.about, output)
 
-            return JSONResponse({"error": output.reason}, status_code=output.status)
-        predictions = [[{"label": label, "probability": p} for label, p in row] for row in output]
-        return {"model": self.about["name"], "version": self.about["version"], "predictions": predictions}
+
+def classification_response(about: dict[str, Any], output: Any) -> Any:
+    """Top-k rows as JSON with the model's name and version, or a rejection as its own status."""
+    if isinstance(output, Rejected):
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"error": output.reason}, status_code=output.status)
+    predictions = [[{"label": label, "probability": p} for label, p in row] for row in output]
+    return {"model": about["name"], "version": about["version"], "predictions": predictions}
 
 
 class LanguageModelAPI(_ServedAPI):
@@ -201,3 +207,108 @@ class LanguageModelAPI(_ServedAPI):
                 yield {"token": piece}
         yield {"model": self.about["name"], "version": self.about["version"], "prompt": request.get("prompt"),
                "completion": "".join(pieces), "tokens": len(pieces)}  # fmt: skip
+
+
+@dataclass
+class Graph:
+    """One request's graph: node features ``x (N, F)`` float32 and ``edge_index (2, E)`` int64."""
+
+    top_k: int
+    x: torch.Tensor
+    edge_index: torch.Tensor
+
+
+class GraphAPI(_ServedAPI):
+    """Node and graph classifiers: concurrent requests' graphs run as one disjoint union, as PyG batches them.
+
+    Message passing never crosses from one graph of a union to another, so each caller's answer is what its
+    graph alone gives: per node for a node classifier, one for the graph for a graph classifier.
+    """
+
+    def warm_up(self) -> None:  # noqa: D102 - as _ServedAPI
+        width = self.model.signature.preprocessing.in_channels
+        self._run([Graph(1, torch.zeros(2, width), torch.tensor([[0, 1], [1, 0]]))])
+
+    def decode_request(self, request) -> Graph | Rejected:
+        """The checked graph (a dict) -> tensors (no annotation: see ClassifierAPI.decode_request)."""
+        try:
+            edges = torch.tensor(request["edge_index"], dtype=torch.long).reshape(2, -1)
+            return Graph(request["top_k"], torch.tensor(request["x"], dtype=torch.float32), edges)
+        except Exception as err:
+            return Rejected(400, f"the graph could not be prepared: {type(err).__name__}: {err}")
+
+    def batch(self, inputs: list[Graph | Rejected]) -> list[Graph | Rejected]:
+        """Keep the requests apart; :meth:`predict` builds the union."""
+        return list(inputs)
+
+    def predict(self, x: Any) -> Any:
+        """One request or a batch of them -> per request its answer (or its rejection)."""
+        if not isinstance(x, list):
+            return self.predict([x])[0]
+        from export.serve.metrics import BATCH_SIZE
+
+        BATCH_SIZE.observe(len(x))
+        return self._run(x)
+
+    def _run(self, requests: list[Graph | Rejected]) -> list[Any]:
+        graphs = [r for r in requests if isinstance(r, Graph)]
+        if not graphs:
+            return list(requests)
+        sizes = [len(g.x) for g in graphs]
+        offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
+        x = torch.cat([g.x for g in graphs])
+        edge_index = torch.cat([g.edge_index + offset for g, offset in zip(graphs, offsets, strict=True)], dim=1)
+        per_graph = len(self.model.signature.inputs) == 3  # (x, edge_index, batch): a graph classifier
+        if per_graph:
+            batch = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes)])
+            probabilities = self.model.probabilities(self.model(x, edge_index, batch)).split(1)
+        else:
+            probabilities = self.model.probabilities(self.model(x, edge_index)).split(sizes)
+        answers, taken = [], iter(zip(graphs, probabilities, strict=True))
+        for request in requests:
+            if isinstance(request, Rejected):
+                answers.append(request)
+                continue
+            graph, rows = next(taken)
+            answers.append(self.model.top_labels(rows, graph.top_k))
+        return answers
+
+    def unbatch(self, output: list[Any]) -> list[Any]:
+        """Already one answer per request."""
+        return output
+
+    def encode_response(self, output: Any) -> Any:
+        """``{"model", "version", "predictions": [per node (or the graph): [{"label", "probability"}, ...]]}``."""
+        return classification_response(self.about, output)
+
+
+class DiffusionAPI(_ServedAPI):
+    """Diffusion models: each request samples its own images (one request at a time), returned as PNGs."""
+
+    def warm_up(self) -> None:  # noqa: D102 - as _ServedAPI
+        conditional = len(self.model.signature.inputs) == 3
+        self.model.sample(1, steps=1, class_labels=[0] if conditional else None)
+
+    def decode_request(self, request) -> dict[str, Any]:
+        """The checked sampling request (no annotation: see ClassifierAPI.decode_request)."""
+        return request
+
+    def predict(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Sample the images; PNG-encode them."""
+        from PIL import Image
+
+        from export.serve.metrics import BATCH_SIZE
+
+        BATCH_SIZE.observe(1)
+        images = self.model.sample(request["num_images"], seed=request["seed"], steps=request["steps"],
+                                   sampler=request["sampler"], class_labels=request["class_label"])  # fmt: skip
+        pngs = []
+        for image in images.mul(255).round().byte().permute(0, 2, 3, 1).numpy():
+            out = io.BytesIO()
+            Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(out, "PNG")
+            pngs.append(base64.b64encode(out.getvalue()).decode("ascii"))
+        return {**{k: request[k] for k in ("seed", "steps", "sampler", "class_label")}, "images": pngs}
+
+    def encode_response(self, output: dict[str, Any]) -> dict[str, Any]:
+        """``{"model", "version", "images": [base64 PNG, ...], "seed", "steps", "sampler", "class_label"}``."""
+        return {"model": self.about["name"], "version": self.about["version"], **output}

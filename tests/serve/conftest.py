@@ -86,15 +86,22 @@ class Server:
 
 @pytest.fixture(scope="module")
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
-    """``start_server(model, *args, env=...)``: a ready server, stopped when the module's tests are done."""
+    """``start_server(model, *args, env=..., wait=True)``: a server, stopped when the module's tests are done.
+
+    With ``wait=False`` it is only started: servers started together load in parallel; call ``wait_ready``.
+    """
     started: list[Server] = []
 
-    def start(model: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    def start(model: Path, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> Server:
         server = Server(Path(model), list(args), tmp_path_factory.mktemp("serve") / "server.log", env)
         started.append(server)
-        server.wait_ready()
+        if wait:
+            server.wait_ready()
         return server
 
     yield start
+    for server in started:  # all drain at once
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
     for server in started:
         server.stop()

@@ -16,13 +16,25 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def language_model(trained_gpt_nano: Path, start_server):
-    """gpt_nano's checkpoint, run eagerly: 5 s per request, 24 requests at most in flight."""
-    return start_server(trained_gpt_nano, "--timeout_s", "5", "--max_queue", "24", "--max_new_tokens", "20000")
+def servers(trained_gpt_nano: Path, trained_text_classifier: Path, start_server) -> dict:
+    """The text classifier (no key), and gpt_nano with 5 s per request and 24 requests at most in flight."""
+    started = {
+        "text": start_server(trained_text_classifier, wait=False),
+        "lm": start_server(trained_gpt_nano, "--timeout_s", "5", "--max_queue", "24", "--max_new_tokens", "20000",
+                           wait=False),
+    }  # fmt: skip
+    for server in started.values():
+        server.wait_ready()
+    return started
 
 
-def test_text_classifier_is_served_without_a_key(trained_text_classifier: Path, start_server) -> None:
-    server = start_server(trained_text_classifier)
+@pytest.fixture(scope="module")
+def language_model(servers: dict):
+    return servers["lm"]
+
+
+def test_text_classifier_is_served_without_a_key(trained_text_classifier: Path, servers: dict) -> None:
+    server = servers["text"]
     texts = ["a wonderful film", "I hated it", "truly great acting"]
     local = load_servable(trained_text_classifier, reference_samples=0).predict(texts, top_k=2)
     status, _, answer = server.post_json({"text": texts, "top_k": 2})
