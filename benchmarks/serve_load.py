@@ -3,6 +3,7 @@
     python benchmarks/serve_load.py run --artifact exported/speedrun_net_tiny.onnx int8/speedrun_net_tiny.int8.onnx \
         --concurrency 1 8 32 64 --seconds 6 --out benchmarks/results/serve_load_cpu.jsonl
     python benchmarks/serve_load.py shutdown --artifact exported/speedrun_net_tiny.onnx --concurrency 32
+    python benchmarks/serve_load.py plot --records benchmarks/results/serve_load_cpu.jsonl --out serve_load.png
 
 ``run``: for each artifact, three servers in turn on 127.0.0.1, each started as a user starts it and given the
 same requests (one CIFAR-10 JPEG per POST, raw bytes, from the shipped test split):
@@ -17,8 +18,9 @@ At each concurrency, that many client threads (keep-alive connections) send requ
 generator shares the machine's cores with the server, as it would on a one-box test.
 
 ``shutdown``: ``zoo serve`` under the given concurrency receives SIGTERM half way; each request ends answered
-(200), refused (503 or connection refused: never accepted, safe to retry) or lost (anything else, e.g. a
-connection reset mid-request). The target is 0 lost.
+(200), refused (503 or connection refused: never accepted, safe to retry) or reset (its keep-alive connection
+closed under it). Lost requests are those the server accepted and did not answer, as its drain reports them
+(``drained: N accepted requests unanswered``); the target is 0.
 """
 
 import argparse
@@ -130,9 +132,13 @@ class Load:
                     connection.close()
             except ConnectionRefusedError:
                 outcome = "refused"
+                connection.close()
                 time.sleep(0.01)
+            except (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError):
+                outcome = "reset"  # the connection closed under the request; the server log says if it was accepted
+                connection.close()
             except (OSError, http.client.HTTPException) as err:
-                outcome = f"lost: {type(err).__name__}"
+                outcome = f"error: {type(err).__name__}"
                 connection.close()
             elapsed = time.perf_counter() - started
             if self.measuring.is_set():
@@ -207,15 +213,19 @@ def shutdown(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as logs:
         for concurrency in args.concurrency:
             port = free_port()
-            process = start("batched", artifact, port, Path(logs) / "server.log", args.batch_timeout_ms)
+            log = Path(logs) / f"server-{concurrency}.log"
+            process = start("batched", artifact, port, log, args.batch_timeout_ms)
             load = Load(port, images, concurrency)
             load.run(args.warmup, args.seconds, during=lambda p=process: p.send_signal(signal.SIGTERM))
             exit_code = process.wait(timeout=60)
-            lost = {k: n for k, n in load.outcomes.items() if k.startswith("lost")}
+            drained = [line for line in log.read_text().splitlines() if "drained:" in line]
+            unanswered = int(drained[-1].split("drained:")[1].split()[0]) if drained else None
             refused = sum(n for k, n in load.outcomes.items() if k in ("503", "refused"))
             record = {"artifact": artifact.name, "server": "batched", "concurrency": concurrency,
                       "scenario": "SIGTERM half way", "answered": load.outcomes.get("200", 0), "refused": refused,
-                      "lost": sum(lost.values()), "lost_kinds": lost, "exit_code": exit_code}  # fmt: skip
+                      "reset": load.outcomes.get("reset", 0),
+                      "other_errors": {k: n for k, n in load.outcomes.items() if k.startswith("error")},
+                      "lost": unanswered, "exit_code": exit_code}  # fmt: skip
             records.append(record)
             print(json.dumps(record), flush=True)
     _write(args, records)
@@ -236,6 +246,41 @@ def _table(records: list[dict[str, Any]]) -> None:
     for r in records:
         print(f"{r['artifact']:34} {r['server']:10} {r['concurrency']:>4} {r['throughput_rps']:>8} "
               f"{r['p50_ms'] or '-':>8} {r['p99_ms'] or '-':>8} {r['errors']:>6}")  # fmt: skip
+
+
+def plot(args: argparse.Namespace) -> None:
+    """Throughput and p99 latency against concurrency, one column per artifact, one line per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in Path(args.records).read_text().splitlines() if line.strip()]
+    records = [r for r in records if "throughput_rps" in r]
+    artifacts = list(dict.fromkeys(r["artifact"] for r in records))
+    figure, axes = plt.subplots(2, len(artifacts), figsize=(3.2 * len(artifacts), 5.6), squeeze=False)
+    for column, artifact in enumerate(artifacts):
+        mine = [r for r in records if r["artifact"] == artifact]
+        lines = list(dict.fromkeys((r["server"], r.get("batch_timeout_ms")) for r in mine))
+        for server, timeout in lines:
+            rows = sorted((r for r in mine if (r["server"], r.get("batch_timeout_ms")) == (server, timeout)),
+                          key=lambda r: r["concurrency"])  # fmt: skip
+            label = {"batched": f"zoo serve, batching ({timeout:g} ms)", "unbatched": "zoo serve, no batching",
+                     "plain": "plain FastAPI, one at a time"}[server]  # fmt: skip
+            x = [r["concurrency"] for r in rows]
+            axes[0][column].plot(x, [r["throughput_rps"] for r in rows], marker="o", label=label)
+            axes[1][column].plot(x, [r["p99_ms"] for r in rows], marker="o", label=label)
+        axes[0][column].set_title(artifact, fontsize=9)
+        for row, name in enumerate(("requests/s", "p99 latency, ms")):
+            axes[row][column].set_xscale("log", base=2)
+            axes[row][column].set_xlabel("concurrent clients")
+            axes[row][column].set_ylabel(name)
+            axes[row][column].grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle("zoo serve on a 2-core CPU, the load generator on the same machine", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(args.out, dpi=110)
+    print(args.out)
 
 
 def plain_server(args: argparse.Namespace) -> None:
@@ -277,11 +322,14 @@ def main() -> None:
         if name == "run":
             sub.add_argument("--servers", nargs="+", default=["batched", "unbatched", "plain"],
                              choices=("batched", "unbatched", "plain"))  # fmt: skip
+    drawing = commands.add_parser("plot")
+    drawing.add_argument("--records", required=True, help="a JSONL file written by run")
+    drawing.add_argument("--out", required=True, help="the PNG to write")
     plain = commands.add_parser("plain-server")
     plain.add_argument("--artifact", required=True)
     plain.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    {"run": run, "shutdown": shutdown, "plain-server": plain_server}[args.command](args)
+    {"run": run, "shutdown": shutdown, "plot": plot, "plain-server": plain_server}[args.command](args)
 
 
 if __name__ == "__main__":

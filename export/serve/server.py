@@ -16,7 +16,6 @@ accepted is answered, then LitServe stops its API servers and workers; the proce
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -28,22 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from export.serve.requests import Limits, ModelFacts
+from export.serve.state import STATE
 from zoo.errors import ConfigError
 
-__all__ = ["STATE", "ServeOptions", "model_facts", "serve"]
+__all__ = ["ServeOptions", "model_facts", "serve"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServerState:
-    """Shared by this process and the API servers it forks: draining, and requests accepted and not answered."""
-
-    draining: Any = field(default_factory=mp.Event)
-    in_flight: Any = field(default_factory=lambda: mp.Value("i", 0))
-
-
-STATE = ServerState()
 
 
 @dataclass(frozen=True)
@@ -237,8 +226,9 @@ def _start_draining(server: Any, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
         while STATE.in_flight.value > 0 and time.monotonic() < deadline:
             time.sleep(0.02)
-        if STATE.in_flight.value > 0:
-            log.error("grace period over with %d requests unanswered", STATE.in_flight.value)
+        unanswered = STATE.in_flight.value
+        (log.error if unanswered else log.warning)("drained: %d accepted requests unanswered%s", unanswered,
+                                                   " (grace period over)" if unanswered else "")  # fmt: skip
         server.uvicorn_graceful_timeout = max(1.0, deadline - time.monotonic())
         server._shutdown_event.set()
 

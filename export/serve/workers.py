@@ -67,8 +67,8 @@ class _ServedAPI(ls.LitAPI):
         """Run the model once so that the first caller does not pay for lazy initialisation."""
 
     def health(self) -> bool:
-        """Ready unless the server is draining (read in the HTTP process; see :mod:`export.serve.server`)."""
-        from export.serve.server import STATE
+        """Ready unless the server is draining (read in the HTTP process; see :mod:`export.serve.state`)."""
+        from export.serve.state import STATE
 
         return not STATE.draining.is_set()
 

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def servers(trained_gpt_nano: Path, trained_text_classifier: Path, start_server) -> dict:
-    """The text classifier (no key), and gpt_nano with 5 s per request and 24 requests at most in flight."""
+    """The text classifier (no key), and gpt_nano with 3 s per request and 24 requests at most in flight."""
     started = {
         "text": start_server(trained_text_classifier, wait=False),
-        "lm": start_server(trained_gpt_nano, "--timeout_s", "5", "--max_queue", "24", "--max_new_tokens", "20000",
+        "lm": start_server(trained_gpt_nano, "--timeout_s", "3", "--max_queue", "24", "--max_new_tokens", "20000",
                            wait=False),
     }  # fmt: skip
     for server in started.values():
@@ -72,7 +72,7 @@ def test_a_language_model_generates_whole_or_streamed(trained_gpt_nano: Path, la
 def test_a_slow_request_times_out_and_a_full_queue_answers_503(language_model) -> None:
     started = time.monotonic()
     status, _, answer = language_model.post_json({"prompt": "A", "max_new_tokens": 20000})
-    assert status == 504 and "5 s timeout" in answer["error"] and time.monotonic() - started < 15
+    assert status == 504 and "3 s timeout" in answer["error"] and time.monotonic() - started < 15
 
     def ask(tokens: int) -> tuple[int, dict]:
         status, headers, _ = language_model.post_json({"prompt": "A", "max_new_tokens": tokens})
