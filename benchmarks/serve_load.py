@@ -234,11 +234,12 @@ def shutdown(args: argparse.Namespace) -> None:
 def _write(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
     if not args.out:
         return
+    kind = "serve_shutdown" if args.command == "shutdown" else "serve_load"
     stamp = {"command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]), "hardware": hardware(),
              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}  # fmt: skip
     with open(args.out, "a") as out:
         for record in records:
-            out.write(json.dumps({**record, **stamp}) + "\n")
+            out.write(json.dumps({"benchmark": kind, **record, **stamp}) + "\n")
 
 
 def _table(records: list[dict[str, Any]]) -> None:
@@ -265,8 +266,8 @@ def plot(args: argparse.Namespace) -> None:
         for server, timeout in lines:
             rows = sorted((r for r in mine if (r["server"], r.get("batch_timeout_ms")) == (server, timeout)),
                           key=lambda r: r["concurrency"])  # fmt: skip
-            label = {"batched": f"zoo serve, batching ({timeout:g} ms)", "unbatched": "zoo serve, no batching",
-                     "plain": "plain FastAPI, one at a time"}[server]  # fmt: skip
+            names = {"unbatched": "zoo serve, no batching", "plain": "plain FastAPI, one at a time"}
+            label = f"zoo serve, batching (wait {timeout or 0:g} ms)" if server == "batched" else names[server]
             x = [r["concurrency"] for r in rows]
             axes[0][column].plot(x, [r["throughput_rps"] for r in rows], marker="o", label=label)
             axes[1][column].plot(x, [r["p99_ms"] for r in rows], marker="o", label=label)

@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=at_least(1), default=1, help="inference processes, each with the model")
     parser.add_argument("--api_servers", type=at_least(1), default=None, help="HTTP processes (default: --workers)")
     parser.add_argument("--max_batch_size", type=at_least(1), default=32, help="1 turns dynamic batching off")
-    parser.add_argument("--batch_timeout_ms", type=at_least(0.0, float), default=5.0,
-                        help="how long a worker waits to fill a batch")  # fmt: skip
+    parser.add_argument("--batch_timeout_ms", type=at_least(0.0, float), default=0.0,
+                        help="wait for more after a batch's first request (0: take what is queued)")  # fmt: skip
     parser.add_argument("--runtime", choices=("onnxruntime", "torchscript", "exported_program", "eager"), default=None,
                         help="artifact: its own (default); checkpoint: eager (default) or exported first")  # fmt: skip
     parser.add_argument("--allow_failed", action="store_true", help="serve an artifact that failed its quality gate")

@@ -33,6 +33,14 @@ def language_model(servers: dict):
     return servers["lm"]
 
 
+def wait_in_flight(server, count: int) -> None:
+    """Until the server holds ``count`` accepted requests (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while server.metrics().get("zoo_serve_in_flight", 0) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} requests in flight"
+        time.sleep(0.01)
+
+
 def test_text_classifier_is_served_without_a_key(trained_text_classifier: Path, servers: dict) -> None:
     server = servers["text"]
     texts = ["a wonderful film", "I hated it", "truly great acting"]
@@ -79,12 +87,12 @@ def test_a_slow_request_times_out_and_a_full_queue_answers_503(language_model) -
         return status, headers
 
     with ThreadPoolExecutor(31) as pool:
-        blocker = pool.submit(ask, 500)
-        time.sleep(0.2)
+        blocker = pool.submit(ask, 800)  # holds the one worker for about a second
+        wait_in_flight(language_model, 1)
         answers = list(pool.map(ask, [20] * 30))
     assert blocker.result()[0] == 200
     busy = [headers for status, headers in answers if status == 503]
-    assert {status for status, _ in answers} == {200, 503} and len(busy) >= 6
+    assert {status for status, _ in answers} == {200, 503} and len(busy) >= 1
     assert all(headers.get("retry-after") == "1" for headers in busy)
     metrics = language_model.metrics()
     assert metrics['zoo_serve_requests_total{status="503"}'] >= 6 and metrics["zoo_serve_in_flight"] == 0
@@ -95,10 +103,10 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(language_model) -> 
         return language_model.post_json({"prompt": "A", "max_new_tokens": tokens})[0]
 
     with ThreadPoolExecutor(21) as pool:
-        accepted = [pool.submit(ask, 500)] + [pool.submit(ask, 30) for _ in range(20)]
-        deadline = time.monotonic() + 20
-        while language_model.metrics().get("zoo_serve_in_flight", 0) < 21 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        accepted = [pool.submit(ask, 800)]  # holds the one worker for about a second
+        wait_in_flight(language_model, 1)
+        accepted += [pool.submit(ask, 20) for _ in range(20)]
+        wait_in_flight(language_model, 21)
         language_model.process.send_signal(signal.SIGTERM)
         time.sleep(0.1)
         try:
@@ -109,3 +117,4 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(language_model) -> 
         statuses = [future.result() for future in accepted]
     assert statuses == [200] * 21
     assert language_model.process.wait(timeout=30) == 0
+    assert "drained: 0 accepted requests unanswered" in language_model.log.read_text()
