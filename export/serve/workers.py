@@ -73,7 +73,38 @@ class _ServedAPI(ls.LitAPI):
         return not STATE.draining.is_set()
 
 
-class ClassifierAPI(_ServedAPI):
+class _BatchedAPI(_ServedAPI):
+    """Classifiers whose requests LitServe batches: :meth:`_run` answers the valid ones in one model call."""
+
+    def batch(self, inputs: list[Any]) -> list[Any]:
+        """Keep the requests apart: :meth:`_run` joins their inputs into one call and splits the result."""
+        return list(inputs)
+
+    def predict(self, x: Any) -> Any:
+        """One request (``max_batch_size`` 1) or a batch of them -> per request its answer, or its rejection."""
+        if not isinstance(x, list):
+            return self.predict([x])[0]
+        from export.serve.metrics import BATCH_SIZE
+
+        BATCH_SIZE.observe(len(x))
+        valid = [request for request in x if not isinstance(request, Rejected)]
+        answers = iter(self._run(valid, True) if valid else [])
+        return [request if isinstance(request, Rejected) else next(answers) for request in x]
+
+    def _run(self, requests: list[Any], observe: bool) -> list[Any]:
+        """Per valid request its top-k rows, in order; ``observe`` is false for the warm-up."""
+        raise NotImplementedError
+
+    def unbatch(self, output: list[Any]) -> list[Any]:
+        """Already one answer per request."""
+        return output
+
+    def encode_response(self, output: Any) -> Any:
+        """``{"model", "version", "predictions": [[{"label", "probability"}, ...], ...]}``, or the rejection."""
+        return classification_response(self.about, output)
+
+
+class ClassifierAPI(_BatchedAPI):
     """Image and text classifiers: batched, each answer the top-k labels with calibrated probabilities."""
 
     def setup(self, device: str) -> None:  # noqa: D102 - as _ServedAPI, plus the drift monitor
@@ -111,54 +142,24 @@ class ClassifierAPI(_ServedAPI):
         except Exception as err:
             return Rejected(400, f"the input could not be prepared: {type(err).__name__}: {err}")
 
-    def batch(self, inputs: list[Decoded | Rejected]) -> list[Decoded | Rejected]:
-        """Keep the requests apart: :meth:`predict` joins their inputs into one call and splits the result."""
-        return list(inputs)
-
-    def predict(self, x: Any) -> Any:
-        """One request (``max_batch_size`` 1) or a batch of them -> per request its answer (or its rejection)."""
-        if not isinstance(x, list):
-            return self.predict([x])[0]
-        return self._run(x, True)
-
-    def _run(self, requests: list[Decoded | Rejected], observe: bool) -> list[Any]:
+    def _run(self, requests: list[Decoded], observe: bool) -> list[Any]:
         from export.serve.drift import input_features
-        from export.serve.metrics import BATCH_SIZE, DRIFT, DRIFT_SCORE
+        from export.serve.metrics import DRIFT, DRIFT_SCORE
 
-        valid = [r for r in requests if isinstance(r, Decoded)]
-        if not valid:
-            return list(requests)
-        if valid[0].images is not None:
-            inputs: tuple[torch.Tensor, ...] = (torch.cat([r.images for r in valid]),)
+        if requests[0].images is not None:
+            inputs: tuple[torch.Tensor, ...] = (torch.cat([r.images for r in requests]),)
         else:
-            inputs = self.model.preprocess_texts([t for r in valid for t in r.texts])
+            inputs = self.model.preprocess_texts([t for r in requests for t in r.texts])
         probabilities = self.model.probabilities(self.model(*inputs))
-        if observe:
-            BATCH_SIZE.observe(len(requests))
-            if self.drift is not None:
-                features = input_features(self.model.signature.preprocessing, inputs)
-                features["confidence"] = probabilities.amax(dim=-1)
-                scores = self.drift.update(features)
-                for name, score in scores.items():
-                    DRIFT.labels(feature=name).set(score)
-                DRIFT_SCORE.set(max(scores.values(), default=0.0))
-        answers, start = [], 0
-        for request in requests:
-            if isinstance(request, Rejected):
-                answers.append(request)
-                continue
-            rows = probabilities[start : start + request.count]
-            start += request.count
-            answers.append(self.model.top_labels(rows, request.top_k))
-        return answers
-
-    def unbatch(self, output: list[Any]) -> list[Any]:
-        """Already one answer per request."""
-        return output
-
-    def encode_response(self, output: Any) -> Any:
-        """``{"model", "version", "predictions": [[{"label", "probability"}, ...], ...]}``, or the rejection."""
-        return classification_response(self.about, output)
+        if observe and self.drift is not None:
+            features = input_features(self.model.signature.preprocessing, inputs)
+            features["confidence"] = probabilities.amax(dim=-1)
+            scores = self.drift.update(features)
+            for name, score in scores.items():
+                DRIFT.labels(feature=name).set(score)
+            DRIFT_SCORE.set(max(scores.values(), default=0.0))
+        rows = probabilities.split([r.count for r in requests])
+        return [self.model.top_labels(mine, r.top_k) for mine, r in zip(rows, requests, strict=True)]
 
 
 def classification_response(about: dict[str, Any], output: Any) -> Any:
@@ -218,7 +219,7 @@ class Graph:
     edge_index: torch.Tensor
 
 
-class GraphAPI(_ServedAPI):
+class GraphAPI(_BatchedAPI):
     """Node and graph classifiers: concurrent requests' graphs run as one disjoint union, as PyG batches them.
 
     Message passing never crosses from one graph of a union to another, so each caller's answer is what its
@@ -227,7 +228,7 @@ class GraphAPI(_ServedAPI):
 
     def warm_up(self) -> None:  # noqa: D102 - as _ServedAPI
         width = self.model.signature.preprocessing.in_channels
-        self._run([Graph(1, torch.zeros(2, width), torch.tensor([[0, 1], [1, 0]]))])
+        self._run([Graph(1, torch.zeros(2, width), torch.tensor([[0, 1], [1, 0]]))], False)
 
     def decode_request(self, request) -> Graph | Rejected:
         """The checked graph (a dict) -> tensors (no annotation: see ClassifierAPI.decode_request)."""
@@ -237,23 +238,7 @@ class GraphAPI(_ServedAPI):
         except Exception as err:
             return Rejected(400, f"the graph could not be prepared: {type(err).__name__}: {err}")
 
-    def batch(self, inputs: list[Graph | Rejected]) -> list[Graph | Rejected]:
-        """Keep the requests apart; :meth:`predict` builds the union."""
-        return list(inputs)
-
-    def predict(self, x: Any) -> Any:
-        """One request or a batch of them -> per request its answer (or its rejection)."""
-        if not isinstance(x, list):
-            return self.predict([x])[0]
-        from export.serve.metrics import BATCH_SIZE
-
-        BATCH_SIZE.observe(len(x))
-        return self._run(x)
-
-    def _run(self, requests: list[Graph | Rejected]) -> list[Any]:
-        graphs = [r for r in requests if isinstance(r, Graph)]
-        if not graphs:
-            return list(requests)
+    def _run(self, graphs: list[Graph], observe: bool) -> list[Any]:
         sizes = [len(g.x) for g in graphs]
         offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
         x = torch.cat([g.x for g in graphs])
@@ -264,22 +249,7 @@ class GraphAPI(_ServedAPI):
             probabilities = self.model.probabilities(self.model(x, edge_index, batch)).split(1)
         else:
             probabilities = self.model.probabilities(self.model(x, edge_index)).split(sizes)
-        answers, taken = [], iter(zip(graphs, probabilities, strict=True))
-        for request in requests:
-            if isinstance(request, Rejected):
-                answers.append(request)
-                continue
-            graph, rows = next(taken)
-            answers.append(self.model.top_labels(rows, graph.top_k))
-        return answers
-
-    def unbatch(self, output: list[Any]) -> list[Any]:
-        """Already one answer per request."""
-        return output
-
-    def encode_response(self, output: Any) -> Any:
-        """``{"model", "version", "predictions": [per node (or the graph): [{"label", "probability"}, ...]]}``."""
-        return classification_response(self.about, output)
+        return [self.model.top_labels(rows, g.top_k) for rows, g in zip(probabilities, graphs, strict=True)]
 
 
 class DiffusionAPI(_ServedAPI):
