@@ -155,9 +155,11 @@ def test_a_killed_sweep_resumes_and_retries_the_interrupted_trial(repo: Path, tm
 def _trials(storage: str) -> list:
     if not Path(storage.removeprefix("sqlite:///")).is_file():
         return []
+    from sqlalchemy.exc import OperationalError
+
     try:
         return optuna.load_study(study_name="q", storage=storage).get_trials()
-    except (KeyError, ValueError, RuntimeError):  # the study (or its file) is not there yet
+    except (KeyError, ValueError, RuntimeError, OperationalError):  # the study (or its tables) is not there yet
         return []
 
 
