@@ -86,7 +86,7 @@ def deployment_manifest(
     if options.api_key_env:
         secret = {"name": f"{name}-api-key", "key": "key"}
         container["env"] = [{"name": options.api_key_env, "valueFrom": {"secretKeyRef": secret}}]
-    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "zoo-serve"}
+    labels = _labels(name)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -109,7 +109,7 @@ def deployment_manifest(
 
 def service_manifest(name: str) -> dict[str, Any]:
     """A ClusterIP Service on port 80 with Prometheus' scrape annotations for ``/metrics``."""
-    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "zoo-serve"}
+    labels = _labels(name)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -117,6 +117,11 @@ def service_manifest(name: str) -> dict[str, Any]:
             "prometheus.io/scrape": "true", "prometheus.io/path": "/metrics", "prometheus.io/port": str(PORT)}},
         "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
     }  # fmt: skip
+
+
+def _labels(name: str) -> dict[str, str]:
+    """What the Deployment's pods carry and the Service selects."""
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "zoo-serve"}
 
 
 def emit_deploy(

@@ -11,7 +11,7 @@ It sees every ``/predict`` request before LitServe queues it, and every answer a
   worker's JSON payload;
 - an answer that has not started within ``timeout_s`` becomes a 504;
 - nothing unexpected reaches the client but ``{"error": "internal error"}`` with 500 (the trace goes to the log);
-- status counts, latency and in-flight requests go to :mod:`export.serve.metrics`.
+- status counts and latency go to :mod:`export.serve.metrics` (in-flight requests are the shared counter).
 """
 
 from __future__ import annotations
@@ -21,19 +21,16 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from export.serve.metrics import LATENCY, REQUESTS
 from export.serve.requests import Limits, ModelFacts, RequestError, image_payload, parse_request
 
 __all__ = ["Gate"]
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _PROTECTED = ("/predict", "/info")
 
@@ -53,7 +50,7 @@ class Gate:
 
     def __init__(
         self,
-        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        app: ASGIApp,
         facts: ModelFacts,
         limits: Limits,
         state: Any,
@@ -82,8 +79,6 @@ class Gate:
         if path != "/predict" or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
-        from export.serve.metrics import LATENCY, REQUESTS
-
         started = time.perf_counter()
         status = await self._predict(scope, receive, send)
         REQUESTS.labels(status=str(status)).inc()
@@ -100,24 +95,18 @@ class Gate:
         if self.state.draining.is_set():
             return await _answer(send, 503, "the server is shutting down", {"retry-after": "5", "connection": "close"})
         with self.state.in_flight.get_lock():
-            if self.state.in_flight.value >= self.max_queue:
-                busy = True
-            else:
-                busy = False
+            busy = self.state.in_flight.value >= self.max_queue
+            if not busy:
                 self.state.in_flight.value += 1
         if busy:
             return await _answer(send, 503, f"the server is busy: {self.max_queue} requests are waiting",
                                  {"retry-after": "1"})  # fmt: skip
-        from export.serve.metrics import IN_FLIGHT
-
-        IN_FLIGHT.inc()
         try:
             return await self._checked(scope, receive, send)
         except Exception:
             log.exception("unexpected error answering /predict")
             return await _answer(send, 500, "internal error")
         finally:
-            IN_FLIGHT.dec()
             with self.state.in_flight.get_lock():
                 self.state.in_flight.value -= 1
 

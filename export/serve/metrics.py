@@ -3,8 +3,8 @@
 LitServe answers HTTP in one or more API processes and runs the model in separate inference workers, so
 request counts and latencies are observed in one kind of process and batch sizes and drift in the other.
 prometheus-client's multiprocess mode joins them: each process writes its values to files under
-``PROMETHEUS_MULTIPROC_DIR`` (set by :func:`export.serve.server.serve` before this module is imported), and
-``/metrics`` reads them all.
+``PROMETHEUS_MULTIPROC_DIR`` (set by :func:`export.serve.server.serve` before this module, or the gate and
+workers that import it, are imported), and ``/metrics`` reads them all.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["BATCH_SIZE", "DRIFT", "DRIFT_SCORE", "IN_FLIGHT", "LATENCY", "REQUESTS", "render"]
+__all__ = ["BATCH_SIZE", "DRIFT", "DRIFT_SCORE", "LATENCY", "REQUESTS", "render"]
 
 REQUESTS = Counter("zoo_serve_requests", "Requests to /predict by HTTP status", ["status"])
 LATENCY = Histogram(
@@ -26,7 +26,6 @@ LATENCY = Histogram(
 BATCH_SIZE = Histogram(
     "zoo_serve_batch_size", "Requests run together in one call of the model", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
 )
-IN_FLIGHT = Gauge("zoo_serve_in_flight", "Requests accepted and not yet answered", multiprocess_mode="livesum")
 DRIFT = Gauge(
     "zoo_serve_input_drift_psi",
     "Population-stability index of an input feature over the recent window against the export's reference",
@@ -39,20 +38,22 @@ DRIFT_SCORE = Gauge(
 )  # fmt: skip
 
 
-class _QueueDepth:
-    """The requests waiting for an inference worker, read when ``/metrics`` is scraped."""
+class _Counts:
+    """Gauges the server already counts (requests in flight, queued), read when ``/metrics`` is scraped."""
 
-    def __init__(self, depth: Callable[[], int]) -> None:
-        self.depth = depth
+    def __init__(self, in_flight: Callable[[], int], queue_depth: Callable[[], int]) -> None:
+        self.in_flight, self.queue_depth = in_flight, queue_depth
 
     def collect(self):
-        yield GaugeMetricFamily("zoo_serve_queue_depth", "Requests queued for an inference worker", value=self.depth())
+        yield GaugeMetricFamily("zoo_serve_in_flight", "Requests accepted and not yet answered", value=self.in_flight())
+        yield GaugeMetricFamily("zoo_serve_queue_depth", "Requests queued for an inference worker",
+                                value=self.queue_depth())  # fmt: skip
 
 
-def render(queue_depth: Callable[[], int]) -> bytes:
-    """Every process's metrics plus the queue depth, in Prometheus' text format."""
+def render(in_flight: Callable[[], int], queue_depth: Callable[[], int]) -> bytes:
+    """Every process's metrics plus the in-flight and queued requests, in Prometheus' text format."""
     registry = CollectorRegistry()
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         multiprocess.MultiProcessCollector(registry)
-    registry.register(_QueueDepth(queue_depth))
+    registry.register(_Counts(in_flight, queue_depth))
     return generate_latest(registry)

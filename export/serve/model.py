@@ -17,7 +17,7 @@ import torch
 from export.predict import ExportedModel, load
 from zoo.errors import ConfigError, MissingFileError
 
-__all__ = ["RUNTIMES", "load_servable", "model_version"]
+__all__ = ["RUNTIMES", "load_servable", "model_version", "runtime_of"]
 
 RUNTIMES = ("onnxruntime", "torchscript", "exported_program", "eager")
 _FORMAT_OF_RUNTIME = {"onnxruntime": "onnx", "torchscript": "torchscript", "exported_program": "exported_program"}
@@ -51,7 +51,7 @@ def load_servable(
         model = _from_checkpoint(path, runtime or "eager", reference_samples)
     else:
         model = load(path)
-        own = _RUNTIME_OF_FORMAT[model.format]
+        own = runtime_of(model)
         if runtime not in (None, own):
             raise ConfigError(
                 f"{path} is a {model.format} artifact and runs on {own}, not {runtime}; export the checkpoint to "
@@ -90,6 +90,11 @@ def _from_checkpoint(path: Path, runtime: str, reference_samples: int) -> Export
     metadata = build_metadata(loaded, spec)
     metadata["drift_reference"] = drift_reference(loaded, spec, reference_samples)
     return ExportedModel(path, "eager", metadata, run=run)
+
+
+def runtime_of(model: ExportedModel) -> str:
+    """The runtime ``model`` runs on: its artifact format's, or ``eager`` for a checkpoint."""
+    return "eager" if model.format == "eager" else _RUNTIME_OF_FORMAT[model.format]
 
 
 def model_version(model: ExportedModel) -> str:

@@ -130,7 +130,7 @@ def _serve(path: str | os.PathLike[str], options: ServeOptions) -> int:
 
     from export.serve.gate import Gate
     from export.serve.metrics import render
-    from export.serve.model import describe, load_servable
+    from export.serve.model import describe, load_servable, runtime_of
     from export.serve.workers import ClassifierAPI, DiffusionAPI, GraphAPI, LanguageModelAPI
 
     api_key = _api_key(options.api_key_env)
@@ -138,7 +138,7 @@ def _serve(path: str | os.PathLike[str], options: ServeOptions) -> int:
     facts = model_facts(model)
     source = {
         "path": str(model.path),
-        "runtime": "eager" if model.format == "eager" else _runtime_of(model.format),
+        "runtime": runtime_of(model),
         "drift_reference": model.metadata.get("drift_reference"),
         "drift": {"window": options.drift_window, "threshold": options.drift_threshold},
     }
@@ -184,10 +184,6 @@ def _api_key(name: str | None) -> str | None:
     return key
 
 
-def _runtime_of(fmt: str) -> str:
-    return {"onnx": "onnxruntime"}.get(fmt, fmt)
-
-
 def _info(model: Any, about: dict[str, Any], options: ServeOptions) -> dict[str, Any]:
     card = Path(model.path).with_name("model_card.md")
     return {
@@ -214,7 +210,7 @@ def _add_routes(server: Any, render: Any) -> None:
             except Exception:
                 return 0
 
-        return Response(render(depth), media_type="text/plain; version=0.0.4")
+        return Response(render(lambda: STATE.in_flight.value, depth), media_type="text/plain; version=0.0.4")
 
     server.app.add_api_route("/health", health, methods=["GET"])
     server.app.add_api_route("/metrics", metrics, methods=["GET"])

@@ -20,6 +20,13 @@ from typing import Any
 
 import litserve as ls
 import torch
+from PIL import Image
+from starlette.responses import JSONResponse
+
+from export.serve.drift import DriftMonitor, input_features
+from export.serve.metrics import BATCH_SIZE, DRIFT, DRIFT_SCORE
+from export.serve.model import describe, load_servable
+from export.serve.state import STATE
 
 __all__ = ["ClassifierAPI", "DiffusionAPI", "GraphAPI", "LanguageModelAPI", "Rejected"]
 
@@ -57,8 +64,6 @@ class _ServedAPI(ls.LitAPI):
 
     def setup(self, device: str) -> None:
         """Load the model (as the main process resolved it) and run one warm-up request before reporting ready."""
-        from export.serve.model import describe, load_servable
-
         self.model = load_servable(self.source["path"], self.source["runtime"], allow_failed=True, reference_samples=0)
         self.about = describe(self.model)
         self.warm_up()
@@ -68,8 +73,6 @@ class _ServedAPI(ls.LitAPI):
 
     def health(self) -> bool:
         """Ready unless the server is draining (read in the HTTP process; see :mod:`export.serve.state`)."""
-        from export.serve.state import STATE
-
         return not STATE.draining.is_set()
 
 
@@ -84,8 +87,6 @@ class _BatchedAPI(_ServedAPI):
         """One request (``max_batch_size`` 1) or a batch of them -> per request its answer, or its rejection."""
         if not isinstance(x, list):
             return self.predict([x])[0]
-        from export.serve.metrics import BATCH_SIZE
-
         BATCH_SIZE.observe(len(x))
         valid = [request for request in x if not isinstance(request, Rejected)]
         answers = iter(self._run(valid, True) if valid else [])
@@ -109,8 +110,6 @@ class ClassifierAPI(_BatchedAPI):
 
     def setup(self, device: str) -> None:  # noqa: D102 - as _ServedAPI, plus the drift monitor
         super().setup(device)
-        from export.serve.drift import DriftMonitor
-
         reference = self.source.get("drift_reference") or self.model.metadata.get("drift_reference")
         options = self.source.get("drift", {})
         self.drift = DriftMonitor(reference, **options) if reference else None
@@ -129,23 +128,17 @@ class ClassifierAPI(_BatchedAPI):
         """
         try:
             if "images" in request:
-                from PIL import Image
-
                 pictures = []
-                for item in request["images"]:
-                    data = base64.b64decode(item.split(",", 1)[-1] if item.startswith("data:") else item)
-                    with Image.open(io.BytesIO(data)) as opened:
-                        opened.load()
-                        pictures.append(opened.copy())
+                for item in request["images"]:  # plain base64: the gate took any data-URL prefix off
+                    picture = Image.open(io.BytesIO(base64.b64decode(item)))
+                    picture.load()  # from memory: nothing left open
+                    pictures.append(picture)
                 return Decoded(request["top_k"], images=self.model.preprocess_images(pictures))
             return Decoded(request["top_k"], texts=list(request["texts"]))
         except Exception as err:
             return Rejected(400, f"the input could not be prepared: {type(err).__name__}: {err}")
 
     def _run(self, requests: list[Decoded], observe: bool) -> list[Any]:
-        from export.serve.drift import input_features
-        from export.serve.metrics import DRIFT, DRIFT_SCORE
-
         if requests[0].images is not None:
             inputs: tuple[torch.Tensor, ...] = (torch.cat([r.images for r in requests]),)
         else:
@@ -165,8 +158,6 @@ class ClassifierAPI(_BatchedAPI):
 def classification_response(about: dict[str, Any], output: Any) -> Any:
     """Top-k rows as JSON with the model's name and version, or a rejection as its own status."""
     if isinstance(output, Rejected):
-        from starlette.responses import JSONResponse
-
         return JSONResponse({"error": output.reason}, status_code=output.status)
     predictions = [[{"label": label, "probability": p} for label, p in row] for row in output]
     return {"model": about["name"], "version": about["version"], "predictions": predictions}
@@ -189,8 +180,6 @@ class LanguageModelAPI(_ServedAPI):
 
     def predict(self, request: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
         """The text each sampled token adds, with the request it belongs to."""
-        from export.serve.metrics import BATCH_SIZE
-
         BATCH_SIZE.observe(1)
         options = {k: request[k] for k in ("max_new_tokens", "temperature", "top_k", "seed")}
         for piece in self.model.stream(request["prompt"], **options):
@@ -265,10 +254,6 @@ class DiffusionAPI(_ServedAPI):
 
     def predict(self, request: dict[str, Any]) -> dict[str, Any]:
         """Sample the images; PNG-encode them."""
-        from PIL import Image
-
-        from export.serve.metrics import BATCH_SIZE
-
         BATCH_SIZE.observe(1)
         images = self.model.sample(request["num_images"], seed=request["seed"], steps=request["steps"],
                                    sampler=request["sampler"], class_labels=request["class_label"])  # fmt: skip
