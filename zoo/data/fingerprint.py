@@ -71,7 +71,7 @@ def hash64(*parts: bytes | str) -> int:
 def checksums_of_rows(array: np.ndarray | torch.Tensor) -> np.ndarray:
     """``(N, ...)`` -> ``(N,)`` uint64: a weighted sum (mod 2**64) of each row's bytes, read as 64-bit words."""
     rows = np.ascontiguousarray(array.numpy() if isinstance(array, torch.Tensor) else array)
-    rows = rows.reshape(len(rows), -1).view(np.uint8)
+    rows = rows.reshape(len(rows), int(np.prod(rows.shape[1:]))).view(np.uint8)
     width = -(-rows.shape[1] // 8) * 8
     out = np.empty(len(rows), dtype=np.uint64)
     with np.errstate(over="ignore"):

@@ -175,9 +175,9 @@ class VisionDataModule(ZooDataModule):
     std: tuple[float, ...]
 
     def _split_indices(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Seeded ``(train, val)`` index split of ``n`` training images."""
+        """Seeded ``(train, val)`` index split of ``n`` training images; ``val_split=0`` trains on all of them."""
         n_val = round(self.val_split * n) if self.val_split < 1 else int(self.val_split)
-        if not 0 < n_val < n:
+        if not 0 <= n_val < n or (n_val == 0 and self.val_split > 0):
             raise ConfigError(f"val_split={self.val_split} leaves {n - n_val} of {n} images for training")
         order = np.random.default_rng(self.split_seed).permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
