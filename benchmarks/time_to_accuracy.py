@@ -1,6 +1,6 @@
 """Time to accuracy: training seconds to reach a test accuracy, zoo beside the same network in a plain loop.
 
-    python benchmarks/time_to_accuracy.py RECIPE [--seeds 3] [--target 0.907] [--within 30 300] [--out F]
+    python benchmarks/time_to_accuracy.py RECIPE [--seeds 3] [--target 0.907] [--within 30 300] [--out F] [-- ARGS]
 
 For every seed the recipe trains twice, from the same seed: through ``trainer.fit`` as ``zoo fit`` builds it
 (validation off) and in the plain loop of ``benchmarks/plain_loop.py`` (same network, settings and batches).
@@ -12,7 +12,8 @@ cuDNN autotuning are not counted, as airbench's figure excludes compilation.
 
 Prints and records, per side: the seconds to ``--target`` (the first epoch end at or above it), the best
 accuracy within each budget of ``--within`` seconds, and the final accuracy, each per seed and as mean and
-standard deviation. ``--smoke`` runs a few batches of the shipped mini CIFAR-10 (for CI).
+standard deviation. Arguments after ``--`` are added to the recipe's (``zoo fit`` overrides). ``--smoke`` runs a
+few batches of the shipped mini CIFAR-10 (for CI).
 """
 
 from __future__ import annotations
@@ -171,9 +172,11 @@ def main() -> None:
     parser.add_argument("--warmup_run", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available())
     parser.add_argument("--out", type=Path)
     parser.add_argument("--smoke", action="store_true", help="a few batches of the shipped mini CIFAR-10")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
     recipe = args.recipe.resolve()
-    extra = list(SMOKE) if args.smoke else []
+    extra = [*(SMOKE if args.smoke else ()), *argv[split + 1 :]]
     runs = {"zoo": run_zoo, "plain": run_plain}
     timelines: dict[str, list[list[tuple[float, float]]]] = {"zoo": [], "plain": []}
     with tempfile.TemporaryDirectory() as tmp:
