@@ -3,8 +3,10 @@
 It takes the pieces a recipe resolves to (the network, the data module, the optimizer settings, precision,
 memory format, compilation, clipping, EMA) from a ``ZooLightningCLI(run=False)``, and trains them the way a
 user would write it without Lightning: forward, loss, backward, optional clipping, step, a warm-up-cosine
-learning rate, and ``torch.optim.swa_utils.AveragedModel`` for the EMA. Batches come from the data module's
-own loader and transfer hooks, so both sides of a comparison see the same data.
+learning rate, and ``torch.optim.swa_utils.AveragedModel`` for the EMA, with the recipe's decay and decay
+warm-up (a fixed decay of 0.999 from the first step would average in the untrained weights for most of a short
+run, which is not what the recipe trains; a user copying the recipe copies its warm-up too). Batches come from
+the data module's own loader and transfer hooks, so both sides of a comparison see the same data.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 __all__ = ["KINDS", "PlainLoop", "synchronize"]
 
@@ -65,9 +67,9 @@ class PlainLoop:
         self.optimizer = _optimizer(cli.config["model"]["init_args"]["optimizer"], self.model)
         schedule = _warmup_cosine(max(1, total_steps // 20), total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        decay = next((cb.decay for cb in trainer.callbacks if type(cb).__name__ == "EMA"), None)
+        ema = next((cb for cb in trainer.callbacks if type(cb).__name__ == "EMA"), None)
         self.ema = (
-            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay else None
+            None if ema is None else AveragedModel(self.model, multi_avg_fn=_ema_with_warmup(ema), use_buffers=True)
         )
         self.clip = trainer.gradient_clip_val
 
@@ -121,6 +123,21 @@ class PlainLoop:
 def _optimizer(config: Any, model: nn.Module) -> torch.optim.Optimizer:
     module, _, name = config["class_path"].rpartition(".")
     return getattr(import_module(module), name)(model.parameters(), **dict(config.get("init_args") or {}))
+
+
+def _ema_with_warmup(ema: Any) -> Any:
+    """``AveragedModel``'s in-place update with the decay schedule of zoo's ``EMA`` callback ``ema``."""
+    updates = [1]  # AveragedModel's first call copies; reading its device counter instead would sync
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        if averaged[0].is_floating_point():  # AveragedModel groups tensors by dtype: counters come apart
+            torch._foreach_lerp_(averaged, current, 1 - ema.decay_at(updates[0]))
+            updates[0] += 1
+        else:
+            torch._foreach_copy_(averaged, current)
+
+    return update
 
 
 def _warmup_cosine(warmup: int, total: int) -> Any:
