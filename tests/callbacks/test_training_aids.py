@@ -107,6 +107,36 @@ def test_non_finite_loss_stops_before_the_optimizer_step_and_names_the_checkpoin
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 2  # left as it was
 
 
+@pytest.mark.parametrize(
+    ("max_steps", "images", "started"),
+    [(10, 64, [0, 1, 2, 3, 4]), (10, 32, [0, 1, 2, 3]), (4, 64, [0, 1, 2, 3])],
+    ids=["caught-at-the-next-step", "caught-at-the-end-of-the-epoch", "caught-at-the-end-of-training"],
+)
+def test_deferred_verdict_names_the_bad_step_without_stalling_and_saves_no_bad_state(
+    max_steps: int, images: int, started: list[int], tmp_path: Path, trainer_factory
+) -> None:
+    """The CUDA default, forced on a CPU: the verdict of step 3 is read at step 4, or when the epoch or run ends."""
+    task = ImageClassifier("speedrun_net_tiny", optimizer=partial(torch.optim.SGD, lr=0.1))
+    steps_started = []
+
+    class PoisonThirdBatch(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            steps_started.append(trainer.global_step)
+            if trainer.global_step == 3:
+                batch[0][0, 0, 0, 0] = float("nan")
+
+    checkpoint = ResumableCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=0)
+    trainer = trainer_factory(
+        max_steps=max_steps,
+        enable_checkpointing=True,
+        callbacks=[PoisonThirdBatch(), StopOnNonFiniteLoss(defer=True), checkpoint],
+    )
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3 \(epoch 0, batch 3\); its update was applied"):
+        trainer.fit(task, _images(images))
+    assert steps_started == started  # one step late at most
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 2  # no NaN state saved
+
+
 def test_throughput_monitor_logs_samples_and_flops_per_second(tmp_path: Path, trainer_factory) -> None:
     task = ImageClassifier("speedrun_net_tiny")
     logger = CSVLogger(tmp_path)
