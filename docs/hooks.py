@@ -7,6 +7,7 @@ A page that contains ``<!-- zoo:models -->`` gets the table of registered models
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,14 +58,37 @@ def _latency_table() -> str:
 
 def _side_by_side_table() -> str:
     rows = ["| case | recipe | batch | zoo samples/s | plain loop samples/s | zoo / plain | zoo overhead per step "
-            "| rounds | hardware |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            "| MFU zoo, plain | rounds | hardware |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in _newest(_records("side_by_side"), "case"):
-        rates = r["samples_per_second"]
+        rates, mfu = r["samples_per_second"], r.get("mfu_vs_h100_bf16")
+        utilisation = f"{mfu['zoo']:.1%}, {mfu['plain']:.1%}" if mfu else "-"
         rows.append(
             f"| {r['case']} | `{r['recipe']}` | {r['batch_size']} | {rates['zoo']:,.0f} | {rates['plain']:,.0f} "
-            f"| {r['zoo_over_plain']:.3f} | {r['overhead_ms_per_step']:+.2f} ms | {r['rounds']} "
+            f"| {r['zoo_over_plain']:.3f} | {r['overhead_ms_per_step']:+.2f} ms | {utilisation} | {r['rounds']} "
             f"| {_where(r['hardware'])} |"
         )
+    return "\n".join(rows)
+
+
+def _time_to_accuracy_table() -> str:
+    rows = ["| recipe | side | seconds to target | best within 30 s | final accuracy | training seconds | seeds "
+            "| hardware |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+
+    def spread(stats: dict, fmt: str) -> str:
+        if stats["mean"] is None:
+            return "not reached"
+        return f"{stats['mean']:{fmt}} ± {stats['std']:{fmt}}" if stats["std"] is not None else f"{stats['mean']:{fmt}}"
+
+    for r in _records("time_to_accuracy"):
+        for side in ("zoo", "plain"):
+            figures = r[side]
+            within = figures["best_accuracy_within_seconds"].get("30.0")
+            rows.append(
+                f"| `{r['recipe']}` | {side} | {spread(figures['seconds_to_target'], '.1f')} (to {r['target']:.1%}) "
+                f"| {spread(within, '.2%') if within else '-'} | {spread(figures['final_accuracy'], '.2%')} "
+                f"| {statistics.mean(line[-1][0] for line in figures['timelines']):.2f} s | {r['seeds']} "
+                f"| {_where(r['hardware'])} |"
+            )
     return "\n".join(rows)
 
 
@@ -161,4 +185,5 @@ _TABLES = {
     "export-latency": _latency_table,
     "diffusion-results": _diffusion_table,
     "side-by-side": _side_by_side_table,
+    "time-to-accuracy": _time_to_accuracy_table,
 }
