@@ -341,7 +341,7 @@ def load_checkpoint(
             f"{path} does not record its task class (it was not written by `zoo fit`); pass it, e.g. "
             "task_class='zoo.tasks.ImageClassifier' (`zoo export --task ...`)"
         )
-    task = _task_class(class_path)(**hparams)
+    task = _task_class(class_path)(**_without_weight_sources(hparams))
     state = raw.get("state_dict")
     if state is None:
         raise CheckpointError(f"{path} holds no state_dict")
@@ -364,6 +364,20 @@ def load_checkpoint(
         weights="ema" if is_average and weights == "ema" else "trained",
         pruning=raw.get(PRUNING_KEY),
     )
+
+
+def _without_weight_sources(hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` without the weights a task started from (a card, a file): the checkpoint's own replace them.
+
+    Rebuilding must not download a card's file, nor fail because a fine-tuning run's starting file has moved.
+    """
+    rebuilt = dict(hparams)
+    if rebuilt.get("pretrained") not in (None, False):
+        rebuilt["pretrained"] = None
+    extra = rebuilt.get("backbone_kwargs")
+    if isinstance(extra, dict) and {"pretrained", "weights"} & set(extra):
+        rebuilt["backbone_kwargs"] = {k: v for k, v in extra.items() if k not in ("pretrained", "weights")}
+    return rebuilt
 
 
 def _task_class(class_path: str) -> type:

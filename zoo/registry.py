@@ -189,14 +189,22 @@ def register_model(
     return decorate(builder) if builder is not None else decorate
 
 
-def create_model(name: str, weights: str | os.PathLike[str] | None = None, **overrides: Any) -> nn.Module:
-    """Build a registered model, optionally loading local weights into it.
+def create_model(
+    name: str,
+    weights: str | os.PathLike[str] | None = None,
+    pretrained: bool | str | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Build a registered model, optionally with trained weights.
 
     Args:
         name: Registry name, or ``"timm/<timm name>"`` for any timm model.
         weights: A ``.safetensors`` file or a zoo checkpoint to load (see :func:`zoo.load_weights`); with
-            another ``num_classes`` than the file's, the classifier stays freshly initialised. Nothing is
-            downloaded unless a library model is asked for ``pretrained=True``.
+            another ``num_classes`` than the file's, the classifier stays freshly initialised.
+        pretrained: For a zoo model, the tag of one of its weight cards (``"cifar10"``; see ``zoo weights``) or
+            ``True`` for its first card: the card's file is found or downloaded, checksummed and loaded, with
+            the builder arguments it was trained with unless ``overrides`` say otherwise (another class count
+            keeps a fresh head). For a ``timm/`` or ``hf/`` model it is passed to that library as is.
         **overrides: Keyword arguments for the builder, e.g. ``num_classes=100``, ``in_chans=1`` or, for timm
             models, any timm keyword such as ``drop_path_rate=0.1``.
 
@@ -206,10 +214,22 @@ def create_model(name: str, weights: str | os.PathLike[str] | None = None, **ove
     Raises:
         UnknownModelError: If the name is not registered; the message lists the closest names.
         TypeError: If an override is not an argument the model accepts.
+        ValueError: If the model has no weight card with that tag (the message lists the tags), or both
+            ``weights`` and ``pretrained`` are given.
         zoo.WeightsMismatchError: If ``weights`` do not fit the model; the message lists the differences.
     """
     entry = model_info(name)
-    kwargs = {**entry.defaults, **overrides}
+    card = None
+    if pretrained not in (None, False):
+        if "/" in entry.name:
+            overrides["pretrained"] = pretrained
+        elif weights is not None:
+            raise ConfigError(f"create_model({name!r}): give weights= or pretrained=, not both")
+        else:
+            from zoo.pretrained import get_card
+
+            card = get_card(entry.name, pretrained)
+    kwargs = {**entry.defaults, **(card.model_kwargs if card else {}), **overrides}
     _check_arguments(entry, kwargs)
     try:
         model = entry.builder(**kwargs)
@@ -217,6 +237,10 @@ def create_model(name: str, weights: str | os.PathLike[str] | None = None, **ove
         if "unexpected keyword argument" in str(err):
             raise IncompatibleError(f"create_model({name!r}): {err}") from err
         raise
+    if card is not None:
+        from zoo.pretrained import weights_file
+
+        weights = weights_file(card)
     if weights is not None:
         from zoo.weights import load_weights
 

@@ -73,9 +73,12 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write ``model``'s state dict as safetensors (tied weights stored once) and return the path."""
     from safetensors.torch import save_model
 
+    from zoo.files import default_file_mode
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, str(path))
+    path.chmod(default_file_mode())  # safetensors writes owner-only; a shared or packaged file must be readable
     return path
 
 

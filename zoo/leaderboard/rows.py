@@ -9,7 +9,7 @@ from typing import Any
 
 from zoo.errors import DataError, MissingFileError
 
-__all__ = ["REQUIRED_FIELDS", "read_rows", "validate_row"]
+__all__ = ["REQUIRED_FIELDS", "read_rows", "row_id", "validate_row"]
 
 # Field -> type(s) it must have. A row missing one, or with another type, is rejected.
 REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -40,6 +40,12 @@ _NESTED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "hardware": {"cpu": str, "cpu_threads": int},
     "git": {"commit": (str, type(None)), "dirty": (bool, type(None))},
 }
+
+
+def row_id(row: dict[str, Any]) -> str:
+    """A row's id, as weight cards cite it: ``<suite>/<recipe stem>/<budget>/seed<N>@<commit[:8]>``."""
+    commit = ((row.get("git") or {}).get("commit") or "unknown")[:8]
+    return f"{row['suite']}/{Path(row['recipe']).stem}/{row['budget']}/seed{row['seed']}@{commit}"
 
 
 def validate_row(row: Any, where: str = "row") -> dict[str, Any]:

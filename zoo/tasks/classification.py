@@ -298,6 +298,9 @@ class ImageClassifier(ClassificationTask):
             ``num_classes``. Recipes get it linked from the data module.
         in_chans: Input channels, linked from the data module like ``num_classes``.
         backbone_kwargs: Extra builder arguments for a registry name (``drop_path_rate``, ...).
+        pretrained: Start from a weight card of the named backbone: its tag (``"cifar10"``, see ``zoo weights``)
+            or ``True`` for the first; another class count keeps a fresh head. Same as ``backbone_kwargs:
+            {pretrained: TAG}``.
         label_smoothing: Label smoothing of the loss, in ``[0, 1)``.
         loss, focal_gamma, class_weights: The loss for skewed classes, as in :class:`ClassificationTask`.
         metrics: Figures logged beside accuracy, as in :class:`ClassificationTask`.
@@ -318,6 +321,7 @@ class ImageClassifier(ClassificationTask):
         num_classes: int | None = None,
         in_chans: int = 3,
         backbone_kwargs: dict[str, Any] | None = None,
+        pretrained: bool | str | None = None,
         label_smoothing: float = 0.0,
         loss: Literal["cross_entropy", "focal"] = "cross_entropy",
         focal_gamma: float = 2.0,
@@ -350,7 +354,9 @@ class ImageClassifier(ClassificationTask):
             channels_last=channels_last,
             layer_decay=layer_decay,
         )
-        self.backbone = self.resolve_backbone(backbone, backbone_kwargs, num_classes=num_classes, in_chans=in_chans)
+        self.backbone = self.resolve_backbone(
+            backbone, backbone_kwargs, num_classes=num_classes, in_chans=in_chans, pretrained=pretrained
+        )
         self.num_classes = backbone_attribute(self.backbone, "num_classes", num_classes, "an image classifier")
         self.in_chans = in_chans
         self.build_metrics()

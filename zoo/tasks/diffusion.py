@@ -69,6 +69,9 @@ class DiffusionModel(ZooTask):
             ``test/fid_zoo_classifier``; not the standard FID), a path to a zoo image classifier checkpoint,
             or ``"inception:<path>"`` for the standard Inception-v3 weights file (``test/fid_inception``).
         backbone_kwargs: Extra builder arguments for a named backbone (``dropout``, ``block_out_channels``, ...).
+        pretrained: Start from a weight card of the named backbone: its tag (``"cifar10"``, see ``zoo weights``)
+            or ``True`` for the first; another class count keeps a fresh head. Same as ``backbone_kwargs:
+            {pretrained: TAG}``.
         optimizer: ``params -> Optimizer``.
         lr_scheduler: ``optimizer -> LRScheduler``; ``total_steps`` is filled from the trainer when unset.
         lr_scheduler_interval: Step the scheduler every ``"step"`` or ``"epoch"``.
@@ -102,6 +105,7 @@ class DiffusionModel(ZooTask):
         fid_num_images: int = 0,
         fid_features: str | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
+        pretrained: bool | str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -122,7 +126,12 @@ class DiffusionModel(ZooTask):
         )
         wanted_classes = num_classes if conditional else None
         self.backbone = self.resolve_backbone(
-            backbone, backbone_kwargs, image_size=image_size, in_channels=in_chans, num_classes=wanted_classes
+            backbone,
+            backbone_kwargs,
+            image_size=image_size,
+            in_channels=in_chans,
+            num_classes=wanted_classes,
+            pretrained=pretrained,
         )
         if isinstance(backbone, nn.Module):
             purpose = "a denoiser"

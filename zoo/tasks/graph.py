@@ -31,11 +31,12 @@ class _GraphTask(ClassificationTask):
         in_channels: int | None,
         num_classes: int | None,
         backbone_kwargs: dict[str, Any] | None,
+        pretrained: bool | str | None,
         **common: Any,
     ) -> None:
         super().__init__(backbone, **common)
         self.backbone = self.resolve_backbone(
-            backbone, backbone_kwargs, in_channels=in_channels, num_classes=num_classes
+            backbone, backbone_kwargs, in_channels=in_channels, num_classes=num_classes, pretrained=pretrained
         )
         purpose = f"a {self.registry_task.replace('_', ' ')} model"
         self.in_channels = backbone_attribute(self.backbone, "in_channels", in_channels, purpose)
@@ -89,6 +90,9 @@ class NodeClassifier(_GraphTask):
         in_channels: Node feature size; linked from the data module.
         num_classes: Output classes; linked from the data module.
         backbone_kwargs: Extra builder arguments (``hidden_channels``, ``dropout``, ...).
+        pretrained: Start from a weight card of the named backbone: its tag (``"cifar10"``, see ``zoo weights``)
+            or ``True`` for the first; another class count keeps a fresh head. Same as ``backbone_kwargs:
+            {pretrained: TAG}``.
         label_smoothing, loss, focal_gamma, class_weights, metrics, optimizer, lr_scheduler, lr_scheduler_interval,
             compile, layer_decay: As in ``ImageClassifier``.
 
@@ -104,6 +108,7 @@ class NodeClassifier(_GraphTask):
         in_channels: int | None = None,
         num_classes: int | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
+        pretrained: bool | str | None = None,
         label_smoothing: float = 0.0,
         loss: Literal["cross_entropy", "focal"] = "cross_entropy",
         focal_gamma: float = 2.0,
@@ -120,6 +125,7 @@ class NodeClassifier(_GraphTask):
             in_channels,
             num_classes,
             backbone_kwargs,
+            pretrained,
             label_smoothing=label_smoothing,
             loss=loss,
             focal_gamma=focal_gamma,
@@ -203,8 +209,9 @@ class GraphClassifier(_GraphTask):
 
     Args:
         backbone: Registry name of a graph model (``"gin"``) or a module taking ``(x, edge_index, batch)``.
-        in_channels, num_classes, backbone_kwargs, label_smoothing, loss, focal_gamma, class_weights, metrics,
-            optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay: As in :class:`NodeClassifier`.
+        in_channels, num_classes, backbone_kwargs, pretrained, label_smoothing, loss, focal_gamma, class_weights,
+            metrics, optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay: As in
+            :class:`NodeClassifier`.
 
     Shapes:
         ``forward``: ``x (N, in_channels)``, ``edge_index (2, E)``, ``batch (N,)`` -> ``(G, num_classes)``.
@@ -218,6 +225,7 @@ class GraphClassifier(_GraphTask):
         in_channels: int | None = None,
         num_classes: int | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
+        pretrained: bool | str | None = None,
         label_smoothing: float = 0.0,
         loss: Literal["cross_entropy", "focal"] = "cross_entropy",
         focal_gamma: float = 2.0,
@@ -234,6 +242,7 @@ class GraphClassifier(_GraphTask):
             in_channels,
             num_classes,
             backbone_kwargs,
+            pretrained,
             label_smoothing=label_smoothing,
             loss=loss,
             focal_gamma=focal_gamma,

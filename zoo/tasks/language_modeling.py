@@ -43,6 +43,9 @@ class LanguageModel(ZooTask):
         vocab_size: Number of token ids; linked from the data module by ``zoo fit``. Defaults to the model's.
         block_size: Longest context; linked from the data module's block size. Defaults to the model's.
         backbone_kwargs: Extra builder arguments for a named backbone (``dropout``, ``n_layer``, ...).
+        pretrained: Start from a weight card of the named backbone: its tag (``"cifar10"``, see ``zoo weights``)
+            or ``True`` for the first; another class count keeps a fresh head. Same as ``backbone_kwargs:
+            {pretrained: TAG}``.
         optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay: See :class:`~zoo.tasks.ZooTask`.
 
     Shapes:
@@ -58,6 +61,7 @@ class LanguageModel(ZooTask):
         vocab_size: int | None = None,
         block_size: int | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
+        pretrained: bool | str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
@@ -72,7 +76,9 @@ class LanguageModel(ZooTask):
             compile=compile,
             layer_decay=layer_decay,
         )
-        self.backbone = self.resolve_backbone(backbone, backbone_kwargs, vocab_size=vocab_size, block_size=block_size)
+        self.backbone = self.resolve_backbone(
+            backbone, backbone_kwargs, vocab_size=vocab_size, block_size=block_size, pretrained=pretrained
+        )
         purpose = "a language model"
         self.vocab_size: int = backbone_attribute(self.backbone, "vocab_size", vocab_size, purpose, at_least=True)
         self.block_size: int = backbone_attribute(self.backbone, "block_size", block_size, purpose, at_least=True)

@@ -1,0 +1,292 @@
+"""The weight cards zoo ships, as code: a new card is a reviewed diff (``zoo weights publish`` prints one).
+
+Each card's figures were measured on the weights' own file (``zoo evaluate`` on the checkpoint the file was
+written from); ``tests/pretrained/test_cards.py`` checks every card's file, checksum, loading and parameter
+count, and reproduces its headline metric. The first card of a model is its default (``pretrained=True``).
+"""
+
+from __future__ import annotations
+
+from zoo.pretrained.card import CardMetric, WeightCard
+
+__all__ = ["CARDS"]
+
+CARDS: tuple[WeightCard, ...] = (
+    WeightCard(
+        model="gcn",
+        tag="cora",
+        filename="gcn.cora.safetensors",
+        sha256="33af6300853586da43b37726bb45ad3decc203cf7752e682cfa2e75389016931",
+        size_bytes=92564,
+        urls=("https://github.com/lightning-zoo/zoo/releases/download/weights-v1/gcn.cora.safetensors",),
+        model_kwargs={},
+        signature={
+            "task_kind": "node_classification",
+            "inputs": [
+                {"name": "x", "shape": ["nodes", 1433], "dtype": "float32", "description": "node features", "max": {}},
+                {
+                    "name": "edge_index",
+                    "shape": [2, "edges"],
+                    "dtype": "int64",
+                    "description": "source and target node of each edge",
+                    "max": {},
+                },
+            ],
+            "outputs": [
+                {
+                    "name": "logits",
+                    "shape": ["nodes", 7],
+                    "dtype": "float32",
+                    "description": "class scores; their softmax is the probabilities",
+                    "max": {},
+                }
+            ],
+            "preprocessing": {"kind": "graph", "in_channels": 1433},
+            "labels": None,
+            "sizes": {
+                "example": {"nodes": 12, "edges": 40},
+                "check": [{"nodes": 7, "edges": 15}, {"nodes": 30, "edges": 120}],
+                "limits": {},
+                "limits_reason": "",
+            },
+        },
+        metrics=(
+            CardMetric(
+                name="acc1",
+                value=0.825,
+                dataset="Cora (Planetoid public split)",
+                split="test, 1,000 examples",
+                interval=(0.803, 0.848),
+                interval_method="bootstrap over examples, 1000 resamples",
+                higher_is_better=True,
+            ),
+            CardMetric(
+                name="acc5",
+                value=0.99,
+                dataset="Cora (Planetoid public split)",
+                split="test, 1,000 examples",
+                interval=(0.983, 0.996),
+                interval_method="bootstrap over examples, 1000 resamples",
+                higher_is_better=True,
+            ),
+            CardMetric(
+                name="ece",
+                value=0.265743,
+                dataset="Cora (Planetoid public split)",
+                split="test, 1,000 examples",
+                interval=(0.24355, 0.287049),
+                interval_method="bootstrap over examples, 1000 resamples",
+                higher_is_better=False,
+            ),
+            CardMetric(
+                name="nll",
+                value=0.790209,
+                dataset="Cora (Planetoid public split)",
+                split="test, 1,000 examples",
+                interval=(0.752879, 0.826805),
+                interval_method="bootstrap over examples, 1000 resamples",
+                higher_is_better=False,
+            ),
+        ),
+        num_params=23063,
+        flops=None,
+        weights="trained",
+        recipe="recipes/cora/gcn.yaml",
+        recipe_sha256="30c6641ed0d684c362205aa5e3cfc30c27f6af783368bad85c8379d187111f18",
+        commit="6aee3131a8b0995806ac8b6e79eaf51956b6ecf4",
+        command="zoo fit --config recipes/cora/gcn.yaml",
+        training=(
+            "200 epochs of full-batch training, weights of epoch 190 (best validation loss); 13 s wall for the whole run "
+            "on a 2-core x86-64 CPU"
+        ),
+        leaderboard_rows=("cora/gcn/gpu/seed0@3669bead", "cora/gcn/gpu/seed1@3669bead", "cora/gcn/gpu/seed2@3669bead"),
+        data_license="Planetoid citation graphs (Sen et al., 2008; Yang et al., 2016): research use, cite them",
+        notes="",
+    ),
+    WeightCard(
+        model="gat",
+        tag="cora",
+        filename="gat.cora.safetensors",
+        sha256="6a24b50b7f4064f299e8841fb73c6f7556fc73e604d7f4a939b9c965e3324054",
+        size_bytes=370124,
+        urls=("https://github.com/lightning-zoo/zoo/releases/download/weights-v1/gat.cora.safetensors",),
+        model_kwargs={},
+        signature={
+            "task_kind": "node_classification",
+            "inputs": [
+                {"name": "x", "shape": ["nodes", 1433], "dtype": "float32", "description": "node features", "max": {}},
+                {
+                    "name": "edge_index",
+                    "shape": [2, "edges"],
+                    "dtype": "int64",
+                    "description": "source and target node of each edge",
+                    "max": {},
+                },
+            ],
+            "outputs": [
+                {
+                    "name": "logits",
+                    "shape": ["nodes", 7],
+                    "dtype": "float32",
+                    "description": "class scores; their softmax is the probabilities",
+                    "max": {},
+                }
+            ],
+            "preprocessing": {"kind": "graph", "in_channels": 1433},
+            "labels": None,
+            "sizes": {
+                "example": {"nodes": 12, "edges": 40},
+                "check": [{"nodes": 7, "edges": 15}, {"nodes": 30, "edges": 120}],
+                "limits": {},
+                "limits_reason": "",
+            },
+        },
+        metrics=(
+            CardMetric(
+                name="acc1",
+                value=0.827,
+                dataset="Cora (Planetoid public split)",
+                split="test, 1,000 examples",
+                interval=(0.806, 0.85),
+                interval_method="bootstrap over examples, 1000 resamples",
+                higher_is_better=True,
+            ),
+            CardMetric(
+                name="acc5",
+                value=0.996,
+                dataset="Cora (Planetoid public split)",
+                split="test, 1,000 examples",
+                interval=(0.992, 0.999),
+                interval_method="bootstrap over examples, 1000 resamples",
+                higher_is_better=True,
+            ),
+            CardMetric(
+                name="ece",
+                value=0.21699,
+                dataset="Cora (Planetoid public split)",
+                split="test, 1,000 examples",
+                interval=(0.197401, 0.23827),
+                interval_method="bootstrap over examples, 1000 resamples",
+                higher_is_better=False,
+            ),
+            CardMetric(
+                name="nll",
+                value=0.709902,
+                dataset="Cora (Planetoid public split)",
+                split="test, 1,000 examples",
+                interval=(0.671041, 0.746698),
+                interval_method="bootstrap over examples, 1000 resamples",
+                higher_is_better=False,
+            ),
+        ),
+        num_params=92373,
+        flops=None,
+        weights="trained",
+        recipe="recipes/cora/gat.yaml",
+        recipe_sha256="2a06b677619b19c8f2ef1100317e11605ab96e1f3a1703ae2efbaf8a87fe7342",
+        commit="6aee3131a8b0995806ac8b6e79eaf51956b6ecf4",
+        command="zoo fit --config recipes/cora/gat.yaml",
+        training=(
+            "300 epochs of full-batch training, weights of epoch 281 (best validation loss); 17 s wall for the whole run "
+            "on a 2-core x86-64 CPU"
+        ),
+        leaderboard_rows=("cora/gat/gpu/seed0@3669bead", "cora/gat/gpu/seed1@3669bead", "cora/gat/gpu/seed2@3669bead"),
+        data_license="Planetoid citation graphs (Sen et al., 2008; Yang et al., 2016): research use, cite them",
+        notes="",
+    ),
+    WeightCard(
+        model="gpt_nano",
+        tag="shakespeare",
+        filename="gpt_nano.shakespeare.safetensors",
+        sha256="9bb97dd71db1727e044058c6ded804e18cf80288a4906e1eadb7a5d67ac36f15",
+        size_bytes=3243984,
+        urls=("https://github.com/lightning-zoo/zoo/releases/download/weights-v1/gpt_nano.shakespeare.safetensors",),
+        model_kwargs={"dropout": 0.0},
+        signature={
+            "task_kind": "language_modeling",
+            "inputs": [
+                {
+                    "name": "input_ids",
+                    "shape": ["batch", "tokens"],
+                    "dtype": "int64",
+                    "description": "token ids in [0, 65)",
+                    "max": {"tokens": 64},
+                }
+            ],
+            "outputs": [
+                {
+                    "name": "logits",
+                    "shape": ["batch", "tokens", 65],
+                    "dtype": "float32",
+                    "description": "next-token scores per position",
+                    "max": {},
+                }
+            ],
+            "preprocessing": {
+                "kind": "tokens",
+                "tokenizer": {
+                    "kind": "zoo",
+                    "config": {
+                        "type": "char",
+                        "vocab": "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                    },
+                },
+                "block_size": 64,
+            },
+            "labels": None,
+            "sizes": {
+                "example": {"batch": 2, "tokens": 16},
+                "check": [{"batch": 1, "tokens": 5}, {"batch": 3, "tokens": 64}],
+                "limits": {},
+                "limits_reason": "",
+            },
+        },
+        metrics=(
+            CardMetric(
+                name="loss",
+                value=1.890988,
+                dataset="Tiny Shakespeare, characters (last 10% of the text)",
+                split="val, 111,424 tokens in 1,741 blocks",
+                interval=(1.880318, 1.901107),
+                interval_method="bootstrap over blocks, 1000 resamples",
+                higher_is_better=False,
+            ),
+            CardMetric(
+                name="perplexity",
+                value=6.625912,
+                dataset="Tiny Shakespeare, characters (last 10% of the text)",
+                split="val, 111,424 tokens in 1,741 blocks",
+                interval=(6.555592, 6.693297),
+                interval_method="bootstrap over blocks, 1000 resamples",
+                higher_is_better=False,
+            ),
+            CardMetric(
+                name="bits_per_token",
+                value=2.728119,
+                dataset="Tiny Shakespeare, characters (last 10% of the text)",
+                split="val, 111,424 tokens in 1,741 blocks",
+                interval=(2.712726, 2.742717),
+                interval_method="bootstrap over blocks, 1000 resamples",
+                higher_is_better=False,
+            ),
+        ),
+        num_params=809856,
+        flops=101728256,
+        weights="trained",
+        recipe="recipes/shakespeare/gpt_nano.yaml",
+        recipe_sha256="331851b26a651d2a58741ed19f08b859b855f5fd561001a82c316f11122b5ce6",
+        commit="4ba9cc87f36933e6b4b45b0f25cdffb472a6b3b8",
+        command="zoo fit --config recipes/shakespeare/gpt_nano.yaml",
+        training="2,000 steps of 12 x 64 characters (about 1.5M tokens); 95 s wall for the whole run on a 2-core x86-64 CPU",
+        leaderboard_rows=(
+            "shakespeare/gpt_nano/cpu/seed0@eeaa5b08",
+            "shakespeare/gpt_nano/cpu/seed1@eeaa5b08",
+            "shakespeare/gpt_nano/cpu/seed2@dd5d72c8",
+        ),
+        data_license="Tiny Shakespeare (Karpathy's char-rnn): Shakespeare's works, public domain",
+        notes=(
+            "A small model on a small budget: it writes Shakespeare-like character soup, not verse. gpt_mini "
+            "(recipes/shakespeare/gpt_mini.yaml) reaches val loss 1.46 on a GPU."
+        ),
+    ),
+)
