@@ -1,0 +1,108 @@
+"""Publishing a checkpoint as a card, the card as code, bad requests, and tasks built from cards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.checkpoints import load_checkpoint
+from zoo.errors import ConfigError
+from zoo.pretrained import CardMetric, WeightCard, all_cards, get_card, weights_file
+from zoo.pretrained.cli import run_weights_command
+from zoo.pretrained.store import sha256_of
+from zoo.tasks import NodeClassifier
+
+
+def test_publish_fills_every_field_and_prints_the_card_as_code(trained_cnn: Path, tmp_path: Path, capsys) -> None:
+    from zoo.evaluation.cli import run_evaluate_command
+    from zoo.pretrained.publish import _recipe, _repo_root
+
+    run_evaluate_command(["--ckpt_path", str(trained_cnn), "--out", str(tmp_path / "eval"), "--resamples", "200"])
+    loaded = load_checkpoint(trained_cnn)
+    _, recipe_sha = _recipe(loaded.metadata, (loaded.metadata.environment.get("git") or {}).get("commit"), _repo_root())
+    row = {"suite": "cifar10", "recipe": "recipes/quickstart.yaml", "recipe_sha256": recipe_sha, "budget": "cpu",
+           "seed": 0, "git": {"commit": "0123456789abcdef"},
+           "quality": {"metric": "test/acc1", "value": 0.4}}  # fmt: skip
+    (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    capsys.readouterr()
+    run_weights_command([
+        "publish", "--ckpt_path", str(trained_cnn), "--tag", "cifar10-sample", "--out", str(tmp_path / "out"),
+        "--report", str(tmp_path / "eval" / "report.json"), "--leaderboard", str(tmp_path / "rows.jsonl"),
+    ])  # fmt: skip
+    code = capsys.readouterr().out.split("\n", 2)[2]
+    card = eval(code, {"WeightCard": WeightCard, "CardMetric": CardMetric})  # what a maintainer pastes
+    assert card == WeightCard.from_dict(json.loads((tmp_path / "out" / f"{card.name}.card.json").read_text()))
+    for field in ("sha256", "size_bytes", "urls", "signature", "metrics", "num_params", "flops", "weights", "recipe",
+                  "recipe_sha256", "commit", "command", "training", "leaderboard_rows", "data_license"):  # fmt: skip
+        assert getattr(card, field) not in (None, "", (), {}), field
+    assert card.model == "speedrun_net_tiny" and card.weights == loaded.weights
+    assert card.leaderboard_rows == ("cifar10/quickstart/cpu/seed0@01234567",)
+    assert card.metrics[0].name == "acc1" and card.metrics[0].interval is not None
+    assert card.labels() == tuple(json.loads((tmp_path / "eval" / "report.json").read_text())["labels"])
+    path = tmp_path / "out" / card.filename
+    assert sha256_of(path) == card.sha256 and path.stat().st_size == card.size_bytes
+    model = zoo.create_model("speedrun_net_tiny", weights=path)
+    task = loaded.task.backbone
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), task.state_dict().values(), strict=True))
+
+
+def test_cards_round_trip_through_json_and_code() -> None:
+    for card in all_cards():
+        assert WeightCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
+        assert eval(card.to_code(), {"WeightCard": WeightCard, "CardMetric": CardMetric}) == card
+
+
+def test_bad_requests_name_what_exists() -> None:
+    with pytest.raises(ConfigError, match=r"'gcn' has no weights tagged 'citeseer'; its tags: cora"):
+        zoo.create_model("gcn", pretrained="citeseer")
+    with pytest.raises(ConfigError, match=r"'resnet18_cifar' has no pretrained weights in zoo; models with weight "
+                                          r"cards: .*gat, gcn.*timm/<name>"):  # fmt: skip
+        zoo.create_model("resnet18_cifar", pretrained=True)
+    with pytest.raises(ConfigError, match="not both"):
+        zoo.create_model("gcn", weights="x.safetensors", pretrained="cora")
+    with pytest.raises(ConfigError, match="no weights tagged 'nope'"):
+        run_weights_command(["show", "gcn.nope"])
+
+
+def test_weights_listing_and_show(capsys) -> None:
+    run_weights_command([])
+    listing = capsys.readouterr().out
+    assert all(card.name in listing for card in all_cards()) and "in the package" in listing
+    run_weights_command(["--json"])
+    assert [c["tag"] for c in json.loads(capsys.readouterr().out)] == [c.tag for c in all_cards()]
+    run_weights_command(["show", "gat.cora"])
+    shown = capsys.readouterr().out
+    card = get_card("gat.cora")
+    assert card.sha256 in shown and card.command in shown and "95% CI" in shown
+
+
+def test_a_new_class_count_keeps_the_body_and_a_fresh_head() -> None:
+    card = get_card("gcn.cora")
+    from safetensors.torch import load_file
+
+    stored = load_file(str(weights_file(card)))
+    task = NodeClassifier("gcn", in_channels=1433, num_classes=3, pretrained="cora")
+    head = task.backbone.get_classifier()
+    assert head.out_channels == 3 if hasattr(head, "out_channels") else head.weight.shape[0] == 3
+    own = task.backbone.state_dict()
+    kept = [k for k, v in stored.items() if own[k].shape == v.shape]
+    assert kept and all(torch.equal(own[k], stored[k]) for k in kept)
+    graph_x, edges = torch.randn(20, 1433), torch.randint(0, 20, (2, 60))
+    loss = task(graph_x, edges).logsumexp(-1).mean()
+    loss.backward()  # the new head trains with the rest
+    assert all(p.grad is not None for p in head.parameters())
+
+
+def test_rebuilding_a_checkpoint_does_not_fetch_the_card_it_started_from(tmp_path: Path) -> None:
+    task = NodeClassifier("gcn", pretrained="cora", backbone_kwargs={"dropout": 0.1})
+    hparams = {"_class_path": "zoo.tasks.NodeClassifier", **dict(task.hparams), "pretrained": "gone-by-now"}
+    hparams["backbone_kwargs"] = {"dropout": 0.1, "weights": str(tmp_path / "moved.safetensors")}
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams}, tmp_path / "run.ckpt")
+    loaded = load_checkpoint(tmp_path / "run.ckpt")
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.task.state_dict().values(), task.state_dict().values(), strict=True)
+    )
