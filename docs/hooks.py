@@ -141,6 +141,23 @@ def _seed_table() -> str:
     return "\n".join(rows)
 
 
+def _weight_cards_table() -> str:
+    from zoo.pretrained import all_cards
+
+    rows = ["| card | params | figures (95% interval) | measured on | trained | file |", "|---|---|---|---|---|---|"]
+    for card in all_cards():
+        figures = "<br>".join(
+            f"{m.name} {m.value:.4g}" + (f" [{m.interval[0]:.4g}, {m.interval[1]:.4g}]" if m.interval else "")
+            for m in card.metrics[:2]
+        )
+        measured = f"{card.metrics[0].dataset}, {card.metrics[0].split}" if card.metrics else "-"
+        rows.append(
+            f"| `{card.name}` | {card.num_params / 1e6:.2f}M | {figures} | {measured} | {card.training} "
+            f"| {card.size_bytes / 1e6:.1f} MB |"
+        )
+    return "\n".join(rows)
+
+
 def _models_table() -> str:
     import zoo
 
@@ -186,4 +203,5 @@ _TABLES = {
     "diffusion-results": _diffusion_table,
     "side-by-side": _side_by_side_table,
     "time-to-accuracy": _time_to_accuracy_table,
+    "weight-cards": _weight_cards_table,
 }
