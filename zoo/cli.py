@@ -54,7 +54,7 @@ _HANDLERS = {
     "prune": ("zoo.prune", "run_prune_command"),
     "serve": ("export.serve.cli", "run_serve_command"),
     "leaderboard": ("zoo.leaderboard.cli", "run_leaderboard_command"),
-    "weights": ("zoo.pretrained.cli", "run_weights_command"),
+    "weights": ("zoo.weights_command", "run_weights_command"),
     "report": ("zoo.report", "run_report_command"),
     "profile": ("zoo.profiling", "run_profile_command"),
     "tune-batch-size": ("zoo.finders", "run_batch_size_command"),

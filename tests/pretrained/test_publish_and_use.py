@@ -12,14 +12,14 @@ import zoo
 from zoo.checkpoints import load_checkpoint
 from zoo.errors import ConfigError
 from zoo.pretrained import CardMetric, WeightCard, all_cards, get_card, weights_file
-from zoo.pretrained.cli import run_weights_command
 from zoo.pretrained.store import sha256_of
 from zoo.tasks import NodeClassifier
+from zoo.weights_command import run_weights_command
 
 
 def test_publish_fills_every_field_and_prints_the_card_as_code(trained_cnn: Path, tmp_path: Path, capsys) -> None:
     from zoo.evaluation.cli import run_evaluate_command
-    from zoo.pretrained.publish import _recipe, _repo_root
+    from zoo.publish_weights import _recipe, _repo_root
 
     run_evaluate_command(["--ckpt_path", str(trained_cnn), "--out", str(tmp_path / "eval"), "--resamples", "200"])
     loaded = load_checkpoint(trained_cnn)

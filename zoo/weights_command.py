@@ -128,7 +128,7 @@ def _inputs(card: WeightCard) -> str:
 
 
 def _publish(args: argparse.Namespace) -> None:
-    from zoo.pretrained.publish import RELEASE_URL, _repo_root, publish
+    from zoo.publish_weights import RELEASE_URL, _repo_root, publish
 
     leaderboard = args.leaderboard
     if leaderboard is None:
