@@ -120,9 +120,14 @@ def _diffusion_table() -> str:
             f"| {r['wall_s']:.0f} s | {_where(r['hardware'])} | `{r['command']}` |"
         )
     for r in _records("shapes_sample_accuracy"):
+        judged = r["judge_test_accuracy"]
+        if isinstance(judged, list):  # a vote of several seeded judges
+            judge = f"vote of {len(judged)} judges, {min(judged):.1%}-{max(judged):.1%}"
+        else:
+            judge = f"one unseeded judge, {judged:.1%}"
         rows.append(
-            f"| shapes samples drawn as the asked-for class ({r['sampler']}, {r['steps']} steps; judge "
-            f"{r['judge_test_accuracy']:.1%}) | {r['sample_accuracy']:.1%} | {r['wall_s']:.0f} s "
+            f"| shapes samples drawn as the asked-for class ({r['sampler']}, {r['steps']} steps; {judge}) "
+            f"| {r['sample_accuracy']:.1%} | {r['wall_s']:.0f} s "
             f"| {_where(r['hardware'])} | `{r['command']}` |"
         )
     return "\n".join(rows)

@@ -138,7 +138,7 @@ _UNSET = object()
 
 
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def _recipe(metadata: Any, commit: str | None, repo: Path) -> tuple[str, str]:
@@ -294,6 +294,9 @@ def _command(environment: Mapping[str, Any], repo: Path) -> str:
             continue
         for prefix in prefixes:
             word = word.replace(prefix, "")
+        parts = Path(word).parts
+        if Path(word).is_absolute() and "recipes" in parts:  # a recipe of another checkout of zoo
+            word = Path(*parts[parts.index("recipes") :]).as_posix()
         arguments.append(word)
     return shlex.join(["zoo", *arguments])
 

@@ -40,6 +40,7 @@ def test_publish_fills_every_field_and_prints_the_card_as_code(trained_cnn: Path
                   "recipe_sha256", "commit", "command", "training", "leaderboard_rows", "data_license"):  # fmt: skip
         assert getattr(card, field) not in (None, "", (), {}), field
     assert card.model == "speedrun_net_tiny" and card.weights == loaded.weights
+    assert card.recipe == "recipes/quickstart.yaml" and str(_repo_root()) not in card.command
     assert card.leaderboard_rows == ("cifar10/quickstart/cpu/seed0@01234567",)
     assert card.metrics[0].name == "acc1" and card.metrics[0].interval is not None
     assert card.labels() == tuple(json.loads((tmp_path / "eval" / "report.json").read_text())["labels"])
@@ -106,3 +107,35 @@ def test_rebuilding_a_checkpoint_does_not_fetch_the_card_it_started_from(tmp_pat
     assert all(
         torch.equal(a, b) for a, b in zip(loaded.task.state_dict().values(), task.state_dict().values(), strict=True)
     )
+
+
+def test_a_recipe_fine_tunes_from_a_card_with_a_new_head(image_tree: Path, tmp_path: Path, monkeypatch) -> None:
+    """``backbone_kwargs: {pretrained: cifar10}`` on a 3-class image folder: the CIFAR-10 body, a 3-way head."""
+    import shutil
+
+    import yaml
+    from safetensors.torch import load_file
+
+    from zoo.lightning_cli import ZooLightningCLI
+
+    for split in ("train", "test"):
+        for folder in sorted((image_tree / split).iterdir())[3:]:
+            shutil.rmtree(folder)
+    recipe = tmp_path / "finetune.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "trainer": {"max_steps": 3, "limit_val_batches": 1, "enable_progress_bar": False, "logger": False,
+                    "enable_model_summary": False},
+        "model": {"class_path": "zoo.tasks.ImageClassifier",
+                  "init_args": {"backbone": "speedrun_net_tiny", "backbone_kwargs": {"pretrained": "cifar10"}}},
+        "data": {"class_path": "zoo.data.ImageFolderDataModule",
+                 "init_args": {"root": str(image_tree), "image_size": 32, "batch_size": 8, "num_workers": 0}},
+    }))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    built = ZooLightningCLI(args=["--config", str(recipe)], run=False).model
+    stored = load_file(str(weights_file(get_card("speedrun_net_tiny.cifar10"))))
+    own = built.backbone.state_dict()
+    head = {k for k in own if own[k].shape != stored[k].shape}
+    assert built.num_classes == 3 and head and all(k.startswith("head") or "fc" in k for k in head)
+    assert all(torch.equal(own[k], v) for k, v in stored.items() if k not in head)
+    cli = ZooLightningCLI(args=["fit", "--config", str(recipe), "--test_after_fit", "false"])
+    assert cli.trainer.global_step == 3 and torch.isfinite(cli.trainer.callback_metrics["train/loss"])

@@ -2,17 +2,17 @@
 
 The standard FID uses Inception-v3 weights that torchmetrics (through torch-fidelity) downloads on first
 use. Where that is impossible, zoo measures the same Frechet distance in the pre-logit feature space of a
-CIFAR-10 classifier that zoo trained itself (``speedrun_net_tiny``, shipped with the package). The two are
-different metrics on different scales: zoo logs the second as ``fid_zoo_classifier`` and never calls it FID.
+CIFAR-10 classifier that zoo trained itself (the weight card ``speedrun_net_tiny.cifar10``, shipped with the
+package). The two are different metrics on different scales: zoo logs the second as ``fid_zoo_classifier`` and
+never calls it FID.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,9 +20,12 @@ from typing_extensions import override
 
 from zoo.errors import CheckpointError, ConfigError, MissingExtraError, MissingFileError
 
-__all__ = ["DEFAULT_FEATURES", "ClassifierFeatures", "build_fid", "default_feature_card"]
+if TYPE_CHECKING:
+    from zoo.pretrained import WeightCard
 
-DEFAULT_FEATURES = Path(__file__).with_name("assets") / "cifar10_speedrun_net_tiny.safetensors"
+__all__ = ["FEATURE_CARD", "ClassifierFeatures", "build_fid", "default_feature_card"]
+
+FEATURE_CARD = "speedrun_net_tiny.cifar10"  # the weight card whose network gives fid_zoo_classifier's features
 _CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -57,12 +60,11 @@ class ClassifierFeatures(nn.Module):
         return self.classifier.forward_head(self.classifier.forward_features(x), pre_logits=True).float()
 
 
-def default_feature_card() -> dict[str, Any]:
-    """What the shipped feature classifier is: model, recipe, accuracy, how it was made (from its metadata)."""
-    from safetensors import safe_open
+def default_feature_card() -> WeightCard:
+    """The weight card of the shipped feature classifier: model, recipe, accuracy, how it was made."""
+    from zoo.pretrained import get_card
 
-    with safe_open(str(DEFAULT_FEATURES), framework="pt") as f:
-        return json.loads((f.metadata() or {})["zoo_card"])
+    return get_card(FEATURE_CARD)
 
 
 def build_fid(features: str | None, in_chans: int = 3) -> tuple[Any, str]:
@@ -105,7 +107,10 @@ def _classifier_features(features: str | None) -> ClassifierFeatures:
     from zoo.weights import load_weights
 
     if features is None:
-        name, path = default_feature_card()["model"], DEFAULT_FEATURES
+        from zoo.pretrained import weights_file
+
+        card = default_feature_card()
+        name, path = card.model, weights_file(card)
     elif ":" in features and not Path(features).exists():
         name, _, raw = features.partition(":")
         path = _existing(raw, f"{name} weights")
