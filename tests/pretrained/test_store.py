@@ -80,3 +80,14 @@ def test_the_packaged_file_needs_no_network(monkeypatch) -> None:
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     card = get_card("gcn.cora")
     assert weights_file(card).parent.name == "files"
+
+
+def test_object_store_urls_go_through_fsspec(remote_card, tmp_path) -> None:
+    """An object-store URL (here fsspec's in-memory store, the same code path as s3:// or gs://)."""
+    import fsspec
+
+    card, server = remote_card
+    with fsspec.open(f"memory://zoo-weights/{card.filename}", "wb") as f:
+        f.write((server / card.filename).read_bytes())
+    stored = dataclasses.replace(card, urls=(f"memory://zoo-weights/{card.filename}",))
+    assert weights_file(stored) == tmp_path / "cache" / "weights" / card.filename
