@@ -139,3 +139,11 @@ def test_a_recipe_fine_tunes_from_a_card_with_a_new_head(image_tree: Path, tmp_p
     assert all(torch.equal(own[k], v) for k, v in stored.items() if k not in head)
     cli = ZooLightningCLI(args=["fit", "--config", str(recipe), "--test_after_fit", "false"])
     assert cli.trainer.global_step == 3 and torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+def test_a_card_that_could_not_be_checked_is_refused() -> None:
+    card = get_card("gcn.cora")
+    import dataclasses
+
+    with pytest.raises(ConfigError, match=r"gcn.cora: filename 'gcn.pt' is not a .safetensors file.*; sha256 'abc'"):
+        dataclasses.replace(card, filename="gcn.pt", sha256="abc")

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from zoo.errors import ConfigError
+
 __all__ = ["CardMetric", "WeightCard"]
 
 
@@ -100,6 +102,20 @@ class WeightCard:
     data_license: str = ""
     notes: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse a card that could not be checked or loaded safely, naming the field."""
+        problems = []
+        if not self.filename.endswith(".safetensors"):
+            problems.append(f"filename {self.filename!r} is not a .safetensors file (the only format cards use)")
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+            problems.append(f"sha256 {self.sha256!r} is not 64 lower-case hex digits")
+        if "." in self.tag or not self.tag:
+            problems.append(f"tag {self.tag!r} must be a non-empty word without '.' (cards are named MODEL.TAG)")
+        if self.weights not in ("ema", "trained"):
+            problems.append(f"weights {self.weights!r} is neither 'ema' nor 'trained'")
+        if problems:
+            raise ConfigError(f"weight card {self.model}.{self.tag}: " + "; ".join(problems))
 
     @property
     def name(self) -> str:
