@@ -146,6 +146,19 @@ def _seed_table() -> str:
     return "\n".join(rows)
 
 
+def _activation_checkpointing_table() -> str:
+    rows = ["| model | batch | peak memory off | on | saved | step time off | on | time cost | hardware |",
+            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in _newest(_records("activation_checkpointing"), "case"):
+        off, on = r["off"], r["on"]
+        rows.append(
+            f"| `{r['backbone']}` | {r['batch']} | {off['peak_rss_mb']:,.0f} MB | {on['peak_rss_mb']:,.0f} MB "
+            f"| {r['peak_saved_mb']:,.0f} MB | {off['step_s'] * 1000:,.0f} ms | {on['step_s'] * 1000:,.0f} ms "
+            f"| {r['time_cost']:.2f}x | {_where(r['hardware'])} |"
+        )
+    return "\n".join(rows)
+
+
 def _weight_cards_table() -> str:
     from zoo.pretrained import all_cards
 
@@ -209,4 +222,5 @@ _TABLES = {
     "side-by-side": _side_by_side_table,
     "time-to-accuracy": _time_to_accuracy_table,
     "weight-cards": _weight_cards_table,
+    "activation-checkpointing": _activation_checkpointing_table,
 }

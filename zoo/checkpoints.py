@@ -341,7 +341,7 @@ def load_checkpoint(
             f"{path} does not record its task class (it was not written by `zoo fit`); pass it, e.g. "
             "task_class='zoo.tasks.ImageClassifier' (`zoo export --task ...`)"
         )
-    task = _task_class(class_path)(**_without_weight_sources(hparams))
+    task = _task_class(class_path)(**_for_rebuilding(hparams))
     state = raw.get("state_dict")
     if state is None:
         raise CheckpointError(f"{path} holds no state_dict")
@@ -366,12 +366,17 @@ def load_checkpoint(
     )
 
 
-def _without_weight_sources(hparams: dict[str, Any]) -> dict[str, Any]:
-    """``hparams`` without the weights a task started from (a card, a file): the checkpoint's own replace them.
+def _for_rebuilding(hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` without what only training needed.
 
-    Rebuilding must not download a card's file, nor fail because a fine-tuning run's starting file has moved.
+    The weights a task started from (a card, a file): the checkpoint's own replace them, and rebuilding must not
+    download a card's file nor fail because a fine-tuning run's starting file has moved. Activation
+    checkpointing: a memory saving for the backward pass, which inference and export have no use for (and
+    tracing through ``torch.utils.checkpoint`` is not what an exported graph should hold).
     """
     rebuilt = dict(hparams)
+    if rebuilt.get("activation_checkpointing"):
+        rebuilt["activation_checkpointing"] = False
     if rebuilt.get("pretrained") not in (None, False):
         rebuilt["pretrained"] = None
     extra = rebuilt.get("backbone_kwargs")

@@ -139,3 +139,13 @@ def test_tracking_overhead_smoke(tmp_path: Path) -> None:
     assert set(record["samples_per_second"]) == {"none@50", "mlflow@50", "none@1", "mlflow@1"}
     assert all(v > 0 for v in record["tracked_over_untracked"].values()) and record["environment_record_ms"] > 0
     assert record["fingerprint_seconds"]["cifar10-mini (12,000 images)"] > 0
+
+
+def test_activation_checkpointing_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "ac.jsonl"
+    _run("activation_checkpointing.py", "--smoke", "--out", str(out))
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["case"] for r in records] == ["gpt_mini"]
+    for record in records:
+        assert record["on"]["peak_rss_mb"] > 0 and record["off"]["step_s"] > 0
+        assert record["on"]["parameters"] == record["off"]["parameters"]

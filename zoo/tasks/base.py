@@ -44,11 +44,19 @@ from zoo.checkpoints import METADATA_KEY
 from zoo.data.facts import DataFacts
 from zoo.errors import ConfigError
 from zoo.registry import create_model, model_info
+from zoo.tasks.activation_checkpointing import enable_activation_checkpointing
 from zoo.tasks.flops import meta_training_flops
 from zoo.tasks.optimization import optimization_config
 from zoo.tasks.signature import InferenceSignature
 
-__all__ = ["BackboneCall", "ZooTask", "backbone_attribute"]
+__all__ = ["COMPILE_MODES", "BackboneCall", "CompileOption", "ZooTask", "backbone_attribute"]
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# torch.compile's keyword arguments that a recipe may set (``backend`` names a registered backend).
+_COMPILE_KEYS = ("mode", "dynamic", "fullgraph", "backend", "options")
+CompileOption = (
+    bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | dict[str, Any]
+)
 
 
 class ZooTask(L.LightningModule):
@@ -60,7 +68,13 @@ class ZooTask(L.LightningModule):
             put in a group without weight decay (:func:`zoo.optim.param_groups_weight_decay`).
         lr_scheduler: ``optimizer -> LRScheduler``; ``total_steps`` is filled from the trainer when unset.
         lr_scheduler_interval: Step the scheduler every optimiser ``"step"`` or every ``"epoch"``.
-        compile: Compile the backbone with ``torch.compile`` (in place, so checkpoint keys do not change).
+        compile: Compile the backbone with ``torch.compile`` (in place, so checkpoint keys do not change):
+            ``True`` for the default mode, a mode (``"reduce-overhead"``: CUDA graphs for small, launch-bound
+            steps; ``"max-autotune"``: searched kernels, slow to compile), or ``torch.compile``'s own arguments
+            as a mapping, e.g. ``{mode: max-autotune, dynamic: false, fullgraph: true}``.
+        activation_checkpointing: Recompute activations in the backward pass instead of keeping them, through
+            the backbone's own switch (:mod:`zoo.tasks.activation_checkpointing`): less memory for a second
+            forward pass of each block. A backbone without one is refused when the task is built.
         channels_last: Use the channels-last memory format (for convolutional networks).
         layer_decay: Layer-wise learning-rate decay (BEiT; timm's ``param_groups_layer_decay``): each layer
             closer to the input learns ``layer_decay`` times slower. Needs a backbone with ``group_matcher``.
@@ -85,9 +99,10 @@ class ZooTask(L.LightningModule):
         optimizer: OptimizerCallable,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
-        compile: bool = False,
+        compile: CompileOption = False,
         channels_last: bool = False,
         layer_decay: float | None = None,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if lr_scheduler_interval not in ("step", "epoch"):
@@ -101,6 +116,8 @@ class ZooTask(L.LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
         self.compile_backbone = compile
+        self.compile_options = _compile_options(compile)
+        self.activation_checkpointing = activation_checkpointing
         self.channels_last = channels_last
         self.layer_decay = layer_decay
         self.num_classes: int | None = None
@@ -149,10 +166,14 @@ class ZooTask(L.LightningModule):
             args = {**{k: v for k, v in build_args.items() if v is not None}, **(backbone_kwargs or {})}
             module = create_model(backbone, **args)
             self._backbone_build = (backbone, args)
+            if self.activation_checkpointing:
+                enable_activation_checkpointing(module, backbone)
         elif backbone_kwargs:
             raise ConfigError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
         else:
             module = backbone
+            if self.activation_checkpointing:
+                enable_activation_checkpointing(module, type(module).__name__)
         if self.layer_decay is not None and not hasattr(module, "group_matcher"):
             raise ConfigError(
                 f"layer_decay needs a backbone that splits into layers (timm's group_matcher); "
@@ -169,7 +190,7 @@ class ZooTask(L.LightningModule):
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if self.compile_backbone:
-            self.backbone.compile()
+            self.backbone.compile(**self.compile_options)
 
     # Data ----------------------------------------------------------------------------------------------------
 
@@ -397,3 +418,21 @@ def _logs_this_step(trainer: L.Trainer) -> bool:
     loop = trainer.fit_loop.epoch_loop
     final = trainer.max_steps > 0 and trainer.global_step + 1 >= trainer.max_steps
     return trainer._logger_connector.should_update_logs or loop.batch_progress.is_last_batch or final
+
+
+def _compile_options(compile: CompileOption) -> dict[str, Any]:
+    """``torch.compile`` keyword arguments for a task's ``compile`` setting; a bad mode or key is named."""
+    if isinstance(compile, bool):
+        return {}
+    if isinstance(compile, str):
+        if compile not in COMPILE_MODES:
+            raise ConfigError(f"compile: unknown mode {compile!r}; one of true, {', '.join(COMPILE_MODES)}")
+        return {"mode": compile}
+    if isinstance(compile, Mapping):
+        unknown = sorted(set(compile) - set(_COMPILE_KEYS))
+        if unknown:
+            raise ConfigError(f"compile: torch.compile takes no {unknown}; it takes {', '.join(_COMPILE_KEYS)}")
+        if "mode" in compile and compile["mode"] not in COMPILE_MODES:
+            raise ConfigError(f"compile: unknown mode {compile['mode']!r}; one of {', '.join(COMPILE_MODES)}")
+        return dict(compile)
+    raise ConfigError(f"compile must be true/false, a mode or torch.compile's arguments, got {compile!r}")

@@ -18,7 +18,7 @@ from zoo.checkpoints import METADATA_KEY
 from zoo.data.facts import DataFacts, tokenizer_spec
 from zoo.errors import ConfigError, DataError
 from zoo.registry import model_info
-from zoo.tasks.base import BackboneCall, ZooTask, backbone_attribute
+from zoo.tasks.base import BackboneCall, CompileOption, ZooTask, backbone_attribute
 from zoo.tasks.eval_metrics import check_metric_names, extra_metrics
 from zoo.tasks.losses import LOSSES, balanced_weights, classification_loss, distillation_loss
 from zoo.tasks.signature import ImageInput, InferenceSignature, TensorSpec, TextInput
@@ -306,8 +306,8 @@ class ImageClassifier(ClassificationTask):
         metrics: Figures logged beside accuracy, as in :class:`ClassificationTask`.
         teacher, distill_alpha, distill_temperature: Knowledge distillation from a classifier checkpoint, as in
             :class:`ClassificationTask`; the teacher sees the same (mixed) images as the student.
-        optimizer, lr_scheduler, lr_scheduler_interval, compile, channels_last, layer_decay: See
-            :class:`~zoo.tasks.ZooTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, compile, channels_last, layer_decay,
+            activation_checkpointing: See :class:`~zoo.tasks.ZooTask`.
 
     Shapes:
         ``forward``: ``(B, in_chans, H, W)`` -> logits ``(B, num_classes)``.
@@ -333,9 +333,10 @@ class ImageClassifier(ClassificationTask):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
-        compile: bool = False,
+        compile: CompileOption = False,
         channels_last: bool = False,
         layer_decay: float | None = None,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__(
             backbone,
@@ -351,6 +352,7 @@ class ImageClassifier(ClassificationTask):
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
             compile=compile,
+            activation_checkpointing=activation_checkpointing,
             channels_last=channels_last,
             layer_decay=layer_decay,
         )
@@ -474,7 +476,8 @@ class TextClassifier(ClassificationTask):
             encoder, ignored for ``hf/`` models, whose vocabulary comes with them.
         backbone_kwargs: Extra configuration for a from-scratch encoder (``num_hidden_layers``, ...).
         label_smoothing, loss, focal_gamma, class_weights, metrics, teacher, distill_alpha, distill_temperature,
-            optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay: As in :class:`ImageClassifier`.
+            optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay, activation_checkpointing: As in
+            :class:`ImageClassifier`.
 
     Shapes:
         ``forward``: ``input_ids (B, L)``, ``attention_mask (B, L)`` -> logits ``(B, num_classes)``.
@@ -500,8 +503,9 @@ class TextClassifier(ClassificationTask):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
-        compile: bool = False,
+        compile: CompileOption = False,
         layer_decay: float | None = None,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__(
             backbone,
@@ -517,6 +521,7 @@ class TextClassifier(ClassificationTask):
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
             compile=compile,
+            activation_checkpointing=activation_checkpointing,
             layer_decay=layer_decay,
         )
         brings_vocabulary = isinstance(backbone, str) and backbone.startswith("hf/")

@@ -16,7 +16,7 @@ from zoo.callbacks.diffusion import DiffusionFID, DiffusionSampleGrid
 from zoo.errors import ConfigError, DataError
 from zoo.models.diffusion.sampling import make_sampling_scheduler, make_training_scheduler, sample_images
 from zoo.models.diffusion.unet import check_class_labels
-from zoo.tasks.base import BackboneCall, ZooTask, backbone_attribute
+from zoo.tasks.base import BackboneCall, CompileOption, ZooTask, backbone_attribute
 from zoo.tasks.signature import InferenceSignature, NoiseInput, TensorSpec, json_ready
 
 __all__ = ["DiffusionModel"]
@@ -75,7 +75,7 @@ class DiffusionModel(ZooTask):
         optimizer: ``params -> Optimizer``.
         lr_scheduler: ``optimizer -> LRScheduler``; ``total_steps`` is filled from the trainer when unset.
         lr_scheduler_interval: Step the scheduler every ``"step"`` or ``"epoch"``.
-        compile, channels_last: See :class:`~zoo.tasks.ZooTask`.
+        compile, channels_last, activation_checkpointing: See :class:`~zoo.tasks.ZooTask`.
 
     Shapes:
         ``forward``: ``(B, C, H, W)`` noisy images, ``(B,)`` timesteps, optional ``(B,)`` labels -> like images.
@@ -109,8 +109,9 @@ class DiffusionModel(ZooTask):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
-        compile: bool = False,
+        compile: CompileOption = False,
         channels_last: bool = False,
+        activation_checkpointing: bool = False,
     ) -> None:
         if not 0 <= class_dropout < 1:
             raise ConfigError(f"class_dropout must be a probability below 1, got {class_dropout}")
@@ -122,6 +123,7 @@ class DiffusionModel(ZooTask):
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
             compile=compile,
+            activation_checkpointing=activation_checkpointing,
             channels_last=channels_last,
         )
         wanted_classes = num_classes if conditional else None

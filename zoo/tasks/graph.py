@@ -11,7 +11,7 @@ from torch import nn
 from typing_extensions import override
 
 from zoo.errors import DataError
-from zoo.tasks.base import BackboneCall, backbone_attribute
+from zoo.tasks.base import BackboneCall, CompileOption, backbone_attribute
 from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.signature import GraphInput, InferenceSignature, TensorSpec
 
@@ -117,7 +117,7 @@ class NodeClassifier(_GraphTask):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
-        compile: bool = False,
+        compile: CompileOption = False,
         layer_decay: float | None = None,
     ) -> None:
         super().__init__(
@@ -234,7 +234,7 @@ class GraphClassifier(_GraphTask):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
-        compile: bool = False,
+        compile: CompileOption = False,
         layer_decay: float | None = None,
     ) -> None:
         super().__init__(

@@ -17,7 +17,7 @@ from zoo.data.facts import DataFacts, tokenizer_spec
 from zoo.data.tokenizers import Tokenizer, tokenizer_from_config
 from zoo.errors import ConfigError, DataError
 from zoo.models.transformer.gpt import generate
-from zoo.tasks.base import ZooTask, backbone_attribute
+from zoo.tasks.base import CompileOption, ZooTask, backbone_attribute
 from zoo.tasks.signature import InferenceSignature, TensorSpec, TokenInput
 
 __all__ = ["LanguageModel"]
@@ -46,7 +46,8 @@ class LanguageModel(ZooTask):
         pretrained: Start from a weight card of the named backbone: its tag (``"cifar10"``, see ``zoo weights``)
             or ``True`` for the first; another class count keeps a fresh head. Same as ``backbone_kwargs:
             {pretrained: TAG}``.
-        optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay: See :class:`~zoo.tasks.ZooTask`.
+        optimizer, lr_scheduler, lr_scheduler_interval, compile, layer_decay, activation_checkpointing: See
+            :class:`~zoo.tasks.ZooTask`.
 
     Shapes:
         ``forward``: ``(B, T)`` int64 -> ``(B, T, vocab_size)`` logits.
@@ -65,8 +66,9 @@ class LanguageModel(ZooTask):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["step", "epoch"] = "step",
-        compile: bool = False,
+        compile: CompileOption = False,
         layer_decay: float | None = None,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__(
             backbone,
@@ -74,6 +76,7 @@ class LanguageModel(ZooTask):
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
             compile=compile,
+            activation_checkpointing=activation_checkpointing,
             layer_decay=layer_decay,
         )
         self.backbone = self.resolve_backbone(

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from typing_extensions import override
 
 from zoo.errors import ConfigError, DataError
@@ -109,6 +110,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(n_embd, bias=bias)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied: the output layer is the embedding, transposed
+        self.grad_checkpointing = False
         self.apply(self._init_weights)
         for name, param in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
@@ -125,6 +127,10 @@ class GPT(nn.Module):
         """Embeddings are exempt from weight decay (the tied output layer shares ``wte.weight``)."""
         return {"wte.weight", "wpe.weight"}
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them (timm's API)."""
+        self.grad_checkpointing = enable
+
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """Layer groups in timm's format, for layer-wise learning-rate decay: embeddings, blocks, final norm."""
         return {"stem": r"^wte|^wpe", "blocks": [(r"^blocks\.(\d+)", None), (r"^ln_f", (99999,))]}
@@ -139,7 +145,10 @@ class GPT(nn.Module):
         positions = torch.arange(length, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(positions))
         for block in self.blocks:
-            x = block(x)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         return self.lm_head(self.ln_f(x))
 
 
