@@ -125,6 +125,9 @@ class Gate:
             else:
                 payload = parse_request(content_type, body, self.facts, self.limits)
         except RequestError as err:
+            if err.status == 413:  # let the client finish sending, or it meets a closed socket, not the answer
+                await _drain(receive, _DRAIN_LIMIT_BYTES)
+                return await _answer(send, 413, err.reason, {"connection": "close"})
             return await _answer(send, err.status, err.reason)
         payload["deadline"] = time.time() + self.timeout_s  # a worker stops generating for a caller gone by then
         return await self._forward(scope, json.dumps(payload).encode(), send)
@@ -171,6 +174,9 @@ class Gate:
         return status
 
 
+_DRAIN_LIMIT_BYTES = 64 * 2**20  # how much of a refused body is read and dropped before the socket closes
+
+
 async def _read_body(receive: Receive, limits: Limits) -> bytes:
     chunks, size = [], 0
     while True:
@@ -184,6 +190,21 @@ async def _read_body(receive: Receive, limits: Limits) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read and drop what is left of a refused body, up to ``budget`` bytes (past that, the socket is closed).
+
+    A client (urllib, requests, curl) writes its whole body before it reads the answer; a server that answers
+    and closes first leaves it a broken pipe instead of the 413 and its reason.
+    """
+    while budget > 0:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _too_large(size: int, limits: Limits) -> str:
