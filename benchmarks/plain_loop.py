@@ -12,7 +12,7 @@ the data module's own loader and transfer hooks, so both sides of a comparison s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Any
 
@@ -68,8 +68,13 @@ class PlainLoop:
         schedule = _warmup_cosine(max(1, total_steps // 20), total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         ema = next((cb for cb in trainer.callbacks if type(cb).__name__ == "EMA"), None)
+        self.ema_updates = 0  # counted here: AveragedModel's own counter lives on the device (reading it syncs)
         self.ema = (
-            None if ema is None else AveragedModel(self.model, multi_avg_fn=_ema_with_warmup(ema), use_buffers=True)
+            None
+            if ema is None
+            else AveragedModel(
+                self.model, multi_avg_fn=_ema_with_warmup(ema, lambda: self.ema_updates), use_buffers=True
+            )
         )
         self.clip = trainer.gradient_clip_val
 
@@ -96,6 +101,7 @@ class PlainLoop:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+            self.ema_updates += 1
         return self.task.count_samples(batch)
 
     def evaluation_model(self) -> nn.Module:
@@ -125,16 +131,18 @@ def _optimizer(config: Any, model: nn.Module) -> torch.optim.Optimizer:
     return getattr(import_module(module), name)(model.parameters(), **dict(config.get("init_args") or {}))
 
 
-def _ema_with_warmup(ema: Any) -> Any:
-    """``AveragedModel``'s in-place update with the decay schedule of zoo's ``EMA`` callback ``ema``."""
-    updates = [1]  # AveragedModel's first call copies; reading its device counter instead would sync
+def _ema_with_warmup(ema: Any, updates: Callable[[], int]) -> Any:
+    """``AveragedModel``'s in-place update with the decay schedule of zoo's ``EMA`` callback ``ema``.
+
+    ``updates()`` is how many updates came before this one (``AveragedModel``'s first call copies, and calls this
+    for each dtype group of the later ones).
+    """
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        if averaged[0].is_floating_point():  # AveragedModel groups tensors by dtype: counters come apart
-            torch._foreach_lerp_(averaged, current, 1 - ema.decay_at(updates[0]))
-            updates[0] += 1
-        else:
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, 1 - ema.decay_at(updates()))
+        else:  # integer buffers (batch-norm counters) are taken as they are
             torch._foreach_copy_(averaged, current)
 
     return update

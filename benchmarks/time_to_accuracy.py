@@ -37,6 +37,7 @@ from plain_loop import PlainLoop, synchronize
 from recipe_accuracy import measured_here, write_record
 from typing_extensions import override
 
+from zoo.arguments import split_passed_on
 from zoo.lightning_cli import ZooLightningCLI
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,11 +173,10 @@ def main() -> None:
     parser.add_argument("--warmup_run", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available())
     parser.add_argument("--out", type=Path)
     parser.add_argument("--smoke", action="store_true", help="a few batches of the shipped mini CIFAR-10")
-    argv = sys.argv[1:]
-    split = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
+    own, passed_on = split_passed_on(sys.argv[1:])
+    args = parser.parse_args(own)
     recipe = args.recipe.resolve()
-    extra = [*(SMOKE if args.smoke else ()), *argv[split + 1 :]]
+    extra = [*(SMOKE if args.smoke else ()), *passed_on]
     runs = {"zoo": run_zoo, "plain": run_plain}
     timelines: dict[str, list[list[tuple[float, float]]]] = {"zoo": [], "plain": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -295,6 +295,8 @@ class LoadedCheckpoint:
         metadata: What the checkpoint records about itself (empty parts when the run recorded nothing).
         weights: ``"ema"`` when the weights are an EMA average, ``"trained"`` otherwise.
         pruning: How ``zoo.callbacks.Prune`` pruned the weights (``method``, ``sparsity``, ...), or ``None``.
+        epoch: The epoch the checkpoint was written in (0-based), as Lightning records it.
+        global_step: Optimizer steps taken when it was written.
     """
 
     path: Path
@@ -304,6 +306,8 @@ class LoadedCheckpoint:
     metadata: ZooMetadata = field(default_factory=ZooMetadata)
     weights: str = "trained"
     pruning: Mapping[str, Any] | None = None
+    epoch: int = 0
+    global_step: int = 0
 
 
 def load_checkpoint(
@@ -363,6 +367,8 @@ def load_checkpoint(
         metadata=ZooMetadata.from_dict(raw.get(METADATA_KEY)),
         weights="ema" if is_average and weights == "ema" else "trained",
         pruning=raw.get(PRUNING_KEY),
+        epoch=int(raw.get("epoch") or 0),
+        global_step=int(raw.get("global_step") or 0),
     )
 
 

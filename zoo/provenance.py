@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_state", "hardware", "packages", "run_environment", "torch_build"]
+__all__ = ["git_state", "hardware", "packages", "run_environment", "torch_build", "zoo_checkout"]
 
 # Environment variables that change what a run computes or how fast; anything that looks like a secret is
 # left out even when its name matches.
@@ -32,6 +32,17 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS
 _SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 # Packages recorded whatever zoo's requirements say: the ones a figure most depends on.
 _CORE_PACKAGES = ("torch", "lightning", "torchmetrics", "numpy")
+
+
+def zoo_checkout() -> Path:
+    """The zoo clone whose recipes, suites and results are used.
+
+    The working directory if it is one, else the clone this package is installed from (``pip install -e .``).
+    """
+    here = Path.cwd()
+    if (here / "benchmarks" / "suites").is_dir():
+        return here
+    return Path(__file__).resolve().parents[1]
 
 
 def git_state(repo: str | os.PathLike[str]) -> dict[str, Any]:

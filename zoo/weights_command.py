@@ -128,11 +128,12 @@ def _inputs(card: WeightCard) -> str:
 
 
 def _publish(args: argparse.Namespace) -> None:
-    from zoo.publish_weights import RELEASE_URL, _repo_root, publish
+    from zoo.provenance import zoo_checkout
+    from zoo.publish_weights import RELEASE_URL, publish
 
     leaderboard = args.leaderboard
     if leaderboard is None:
-        leaderboard = sorted((_repo_root() / "benchmarks" / "results").glob("*.jsonl"))
+        leaderboard = sorted((zoo_checkout() / "benchmarks" / "results").glob("*.jsonl"))
     card, path = publish(
         args.ckpt_path,
         args.tag,

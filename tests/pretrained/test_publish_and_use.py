@@ -19,7 +19,8 @@ from zoo.weights_command import run_weights_command
 
 def test_publish_fills_every_field_and_prints_the_card_as_code(trained_cnn: Path, tmp_path: Path, capsys) -> None:
     from zoo.evaluation.cli import run_evaluate_command
-    from zoo.publish_weights import _recipe, _repo_root
+    from zoo.provenance import zoo_checkout as _repo_root
+    from zoo.publish_weights import _recipe
 
     run_evaluate_command(["--ckpt_path", str(trained_cnn), "--out", str(tmp_path / "eval"), "--resamples", "200"])
     loaded = load_checkpoint(trained_cnn)

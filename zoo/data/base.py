@@ -83,6 +83,9 @@ class ZooDataModule(L.LightningDataModule):
 
     dataset: ClassVar[str | None] = None
     """The short name of the one dataset this module reads, if it reads one (see :meth:`dataset_name`)."""
+    data_license: ClassVar[str] = ""
+    """What the data may be used for, as its source states it; weight cards of models trained on it carry it
+    (empty: the user's own data, whose license is theirs to state)."""
 
     def __init__(
         self,
@@ -125,6 +128,16 @@ class ZooDataModule(L.LightningDataModule):
         of one dataset sets :attr:`dataset`; one that reads several by name overrides this.
         """
         return cls.dataset
+
+    @classmethod
+    def license_of(cls, init_args: Mapping[str, Any]) -> str:
+        """The license of the data these ``__init__`` arguments select, from the arguments alone.
+
+        Weight cards of models trained on the data carry it (``zoo weights publish`` reads a run's recorded
+        arguments). ``""``: the module cannot say (the user's own files). A module of one dataset sets
+        :attr:`data_license`; one whose data depends on its arguments overrides this.
+        """
+        return cls.data_license
 
     @property
     def data_facts(self) -> DataFacts:

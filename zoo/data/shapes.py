@@ -79,6 +79,7 @@ class ShapesDataModule(VisionDataModule):
     """
 
     dataset = "shapes"
+    data_license = "shapes drawn by zoo at run time: no third-party data, Apache-2.0 like zoo"
 
     def __init__(
         self,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from typing_extensions import override
 
 from zoo.data.base import ZooDataModule
 from zoo.data.fingerprint import SplitContent, hash64
@@ -70,6 +72,10 @@ class TokenBlocks(Dataset):
         return chunk[:-1], chunk[1:]
 
 
+TINY_SHAKESPEARE = "tinyshakespeare/input.txt"
+_TINY_SHAKESPEARE_LICENSE = "Tiny Shakespeare (Karpathy's char-rnn): Shakespeare's works, public domain"
+
+
 class TextCorpusDataModule(ZooDataModule):
     """A plain-text file, tokenised, split into a training head and a validation tail, served as blocks.
 
@@ -100,7 +106,7 @@ class TextCorpusDataModule(ZooDataModule):
 
     def __init__(
         self,
-        path: str = "tinyshakespeare/input.txt",
+        path: str = TINY_SHAKESPEARE,
         root: str | None = None,
         tokenizer: Literal["char", "byte", "bpe"] = "char",
         bpe_vocab_size: int = 2048,
@@ -126,6 +132,13 @@ class TextCorpusDataModule(ZooDataModule):
         self.val_fraction = val_fraction
         self.tokenizer_kind = tokenizer
         self.bpe_vocab_size = bpe_vocab_size
+
+    @classmethod
+    @override
+    def license_of(cls, init_args: Mapping[str, Any]) -> str:
+        """Tiny Shakespeare's when the corpus is it (the default); any other corpus is the user's to state."""
+        path = Path(str(init_args.get("path") or TINY_SHAKESPEARE))
+        return _TINY_SHAKESPEARE_LICENSE if path.parts[-2:] == Path(TINY_SHAKESPEARE).parts else ""
 
     @cached_property
     def text(self) -> str:

@@ -241,6 +241,7 @@ class CIFAR10DataModule(VisionDataModule):
     """
 
     dataset = "cifar10"
+    data_license = "CIFAR-10 (Krizhevsky, 2009): no formal license; free for research use, cite the report"
 
     def __init__(
         self,

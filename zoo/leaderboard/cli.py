@@ -7,18 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from zoo.provenance import zoo_checkout
+
 __all__ = ["run_leaderboard_command"]
-
-
-def _repo() -> Path:
-    """The zoo clone whose suites and recipes are used.
-
-    The working directory if it is one, else the clone this package is installed from (``pip install -e .``).
-    """
-    here = Path.cwd()
-    if (here / "benchmarks" / "suites").is_dir():
-        return here
-    return Path(__file__).resolve().parents[2]
 
 
 def _home(repo: Path) -> Path | None:
@@ -62,7 +53,7 @@ def run_leaderboard_command(argv: list[str]) -> None:
         help="default: docs/pages/leaderboard.md in a zoo clone, else ./leaderboard/leaderboard.md",
     )
     args = parser.parse_args(argv)
-    repo = _repo()
+    repo = zoo_checkout()
     if args.command == "run":
         _run(parser, args, repo)
     else:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import MissingExtraError
-from zoo.stats import t_interval
+from zoo.stats import lower_is_better, t_interval
 
 __all__ = ["compare_to_best", "render_page", "summarise", "t_interval", "write_plot"]
 
@@ -52,10 +52,6 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return compare_to_best(summary)
 
 
-def _lower_is_better(metric: str) -> bool:
-    return any(word in metric for word in ("loss", "fid", "perplexity", "error"))
-
-
 def compare_to_best(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add ``vs_best`` to each row: ``best``, ``not significant (p=...)`` or ``worse (p=...)``, per metric and budget.
 
@@ -66,7 +62,7 @@ def compare_to_best(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     for metric, budget in {(s["metric"], s["budget"]) for s in summary}:
         rows = [s for s in summary if s["metric"] == metric and s["budget"] == budget]
-        best = (min if _lower_is_better(metric) else max)(rows, key=lambda s: s["mean"])
+        best = (min if lower_is_better(metric) else max)(rows, key=lambda s: s["mean"])
         for row in rows:
             if row is best:
                 row["vs_best"] = "best"

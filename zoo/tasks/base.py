@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import lightning as L
 import torch
@@ -51,12 +51,11 @@ from zoo.tasks.signature import InferenceSignature
 
 __all__ = ["COMPILE_MODES", "BackboneCall", "CompileOption", "ZooTask", "backbone_attribute"]
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+CompileOption = bool | CompileMode | dict[str, Any]
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 # torch.compile's keyword arguments that a recipe may set (``backend`` names a registered backend).
 _COMPILE_KEYS = ("mode", "dynamic", "fullgraph", "backend", "options")
-CompileOption = (
-    bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | dict[str, Any]
-)
 
 
 class ZooTask(L.LightningModule):
@@ -166,14 +165,12 @@ class ZooTask(L.LightningModule):
             args = {**{k: v for k, v in build_args.items() if v is not None}, **(backbone_kwargs or {})}
             module = create_model(backbone, **args)
             self._backbone_build = (backbone, args)
-            if self.activation_checkpointing:
-                enable_activation_checkpointing(module, backbone)
         elif backbone_kwargs:
             raise ConfigError("backbone_kwargs apply to a backbone given by name, not to an nn.Module")
         else:
             module = backbone
-            if self.activation_checkpointing:
-                enable_activation_checkpointing(module, type(module).__name__)
+        if self.activation_checkpointing:
+            enable_activation_checkpointing(module, self.backbone_name)
         if self.layer_decay is not None and not hasattr(module, "group_matcher"):
             raise ConfigError(
                 f"layer_decay needs a backbone that splits into layers (timm's group_matcher); "
@@ -424,15 +421,12 @@ def _compile_options(compile: CompileOption) -> dict[str, Any]:
     """``torch.compile`` keyword arguments for a task's ``compile`` setting; a bad mode or key is named."""
     if isinstance(compile, bool):
         return {}
-    if isinstance(compile, str):
-        if compile not in COMPILE_MODES:
-            raise ConfigError(f"compile: unknown mode {compile!r}; one of true, {', '.join(COMPILE_MODES)}")
-        return {"mode": compile}
-    if isinstance(compile, Mapping):
-        unknown = sorted(set(compile) - set(_COMPILE_KEYS))
-        if unknown:
-            raise ConfigError(f"compile: torch.compile takes no {unknown}; it takes {', '.join(_COMPILE_KEYS)}")
-        if "mode" in compile and compile["mode"] not in COMPILE_MODES:
-            raise ConfigError(f"compile: unknown mode {compile['mode']!r}; one of {', '.join(COMPILE_MODES)}")
-        return dict(compile)
-    raise ConfigError(f"compile must be true/false, a mode or torch.compile's arguments, got {compile!r}")
+    options = {"mode": compile} if isinstance(compile, str) else compile
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"compile must be true/false, a mode or torch.compile's arguments, got {compile!r}")
+    unknown = sorted(set(options) - set(_COMPILE_KEYS))
+    if unknown:
+        raise ConfigError(f"compile: torch.compile takes no {unknown}; it takes {', '.join(_COMPILE_KEYS)}")
+    if "mode" in options and options["mode"] not in COMPILE_MODES:
+        raise ConfigError(f"compile: unknown mode {options['mode']!r}; one of true, {', '.join(COMPILE_MODES)}")
+    return dict(options)
